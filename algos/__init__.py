@@ -1,0 +1,1 @@
+"""jmarl's single-file algorithms (installed as ``jmarl.algos``)."""
