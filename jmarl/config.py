@@ -27,7 +27,7 @@ def describe_fields(cls) -> str:
     lines = []
     for f in dataclasses.fields(cls):
         tp = _field_types(cls)[f.name]
-        name = getattr(tp, "__name__", str(tp))
+        name = tp.__name__ if isinstance(tp, type) else str(tp).replace("typing.", "")
         default = f.default if f.default is not dataclasses.MISSING else "(required)"
         lines.append(f"  {f.name}: {name} = {default!r}")
     return "\n".join(lines)

@@ -15,6 +15,8 @@ _REGISTRY: dict[str, Union[str, type]] = {
     "mpe_tag": "jmarl.envs.mpe.tag:SimpleTag",
     "mpe_adversary": "jmarl.envs.mpe.adversary:SimpleAdversary",
     "smax": "jmarl.envs.smax.env:SMAX",
+    "probe_matrix": "jmarl.envs.probes:MatrixGame",
+    "probe_two_step": "jmarl.envs.probes:TwoStepGame",
 }
 
 

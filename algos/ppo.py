@@ -1,0 +1,457 @@
+"""IPPO and MAPPO in one file: a whole training run is one XLA program.
+
+IPPO and MAPPO differ only in what the critic sees: the agent's own observation (IPPO), or the global
+state plus a one-hot agent id (MAPPO). Each team has its own policy and critic; agents of a team share
+parameters unless ``shared_params=False`` (then every parameter gets a leading agent axis).
+
+``make_train(config, env)`` returns a ``Trainer`` of pure functions. ``trainer.train(key, hparams)``
+runs everything (rollouts over vmapped envs, GAE, epochs x minibatches, periodic greedy evaluation) as
+nested ``lax.scan``s; ``trainer.run_chunk`` is the same program cut into the chunks between which the
+host logs and checkpoints. ``PPOHparams`` is a pytree of traced scalars, so a population of
+seeds x hyperparameters is ``jax.vmap(trainer.train)``: one compile, one program.
+
+Shape legend: T rollout steps, E parallel envs, N agents in a team, O observation, D critic input,
+A actions, H recurrent hidden size, U updates in a chunk.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, Literal, NamedTuple
+
+import distrax
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from jmarl.config import ConfigError
+from jmarl.env import Environment, TimeStep
+from jmarl.networks import PolicyNet, ValueNet, apply_per_agent
+from jmarl.spaces import Box, Discrete
+from jmarl.wrappers import AutoReset, EpisodeStats
+
+
+# ----------------------------------------------------------------------------------------------------
+# Configuration: static values fix shapes; hyperparameters are traced pytree leaves.
+# ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PPOConfig:
+    """Static configuration: changing any of these changes the compiled program."""
+
+    algo: Literal["ippo", "mappo"] = "ippo"
+    num_envs: int = 64
+    num_steps: int = 128
+    total_timesteps: int = 1_000_000
+    num_epochs: int = 4
+    num_minibatches: int = 4
+    hidden_dim: int = 64
+    num_layers: int = 2
+    activation: Literal["tanh", "relu"] = "tanh"
+    recurrent: bool = False
+    shared_params: bool = True
+    anneal_lr: bool = True
+    normalize_advantages: bool = True
+    num_evals: int = 10  # evaluations over the run; the run is cut into this many chunks
+    eval_episodes: int = 32
+    eval_greedy: bool = True
+    fixed_teams: tuple[str, ...] = ()  # teams that act uniformly at random and do not learn
+
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def num_updates(self) -> int:
+        return self.updates_per_chunk * self.num_chunks
+
+    @property
+    def updates_per_chunk(self) -> int:
+        return max(1, self.total_timesteps // self.batch_size // self.num_evals)
+
+    @property
+    def num_chunks(self) -> int:
+        return max(1, self.total_timesteps // self.batch_size // self.updates_per_chunk)
+
+
+@struct.dataclass
+class PPOHparams:
+    """Traced hyperparameters: vmap over a batch of these to sweep them in one program."""
+
+    lr: float = 2.5e-3
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_eps: float = 0.2
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+
+
+def validate(config: PPOConfig, env: Environment) -> None:
+    """Raise ConfigError, before anything compiles, for sizes that don't divide or unknown teams."""
+    if config.total_timesteps < config.batch_size:
+        raise ConfigError(f"total_timesteps={config.total_timesteps} is less than one update's batch "
+                          f"(num_envs x num_steps = {config.batch_size})")
+    # Feed-forward minibatches split envs x steps; recurrent ones split envs (whole sequences).
+    split, what = ((config.num_envs, "num_envs") if config.recurrent
+                   else (config.batch_size, f"num_envs x num_steps = {config.batch_size}"))
+    if split % config.num_minibatches:
+        valid = [d for d in range(1, split + 1) if split % d == 0]
+        raise ConfigError(f"num_minibatches={config.num_minibatches} does not divide {what}; "
+                          f"valid num_minibatches: {valid}")
+    unknown = set(config.fixed_teams) - set(env.teams)
+    if unknown:
+        raise ConfigError(f"fixed_teams {sorted(unknown)} are not teams of {env.name}: {list(env.teams)}")
+    if set(config.fixed_teams) == set(env.teams):
+        raise ConfigError(f"every team of {env.name} is fixed; at least one must learn")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Typed state
+# ----------------------------------------------------------------------------------------------------
+class TeamHidden(NamedTuple):
+    actor: jax.Array  # f32[E, N, H] (H = 1 for feed-forward networks: unused)
+    critic: jax.Array  # f32[E, N, H]
+
+
+class RunnerState(NamedTuple):
+    params: dict  # {team: {"actor": ..., "critic": ...}} for learning teams
+    opt_state: dict  # {team: optax state}
+    env_state: Any  # batched [E]
+    timestep: TimeStep  # batched [E]: the latest one
+    starts: jax.Array  # bool[E]: timestep.obs begins an episode
+    hidden: dict  # {team: TeamHidden}
+    key: jax.Array
+    update: jax.Array  # i32[]: updates done so far
+
+
+class Transition(NamedTuple):
+    """One rollout step of one team (leading axes [T, E] once stacked)."""
+
+    obs: jax.Array  # f32[E, N, O]
+    critic_in: jax.Array  # f32[E, N, D]
+    starts: jax.Array  # bool[E, N]
+    avail: jax.Array  # bool[E, N, A]
+    action: jax.Array  # i32[E, N] or f32[E, N, A]
+    log_prob: jax.Array  # f32[E, N]
+    value: jax.Array  # f32[E, N]
+    next_value: jax.Array  # f32[E, N]: V(final observation of this step), for bootstrapping
+    reward: jax.Array  # f32[E, N]
+    terminated: jax.Array  # bool[E, 1]
+    done: jax.Array  # bool[E, 1]
+
+
+class Trainer(NamedTuple):
+    """Pure functions of one training run; vmap them over keys and hparams for a population."""
+
+    config: PPOConfig
+    env: Environment
+    init: Callable[[jax.Array, PPOHparams], RunnerState]
+    run_chunk: Callable[[RunnerState, PPOHparams], tuple[RunnerState, dict]]
+    train: Callable[[jax.Array, PPOHparams], tuple[RunnerState, dict]]
+    evaluate: Callable[..., dict]  # (params, key, num_episodes=config.eval_episodes) -> metrics
+    policy: Callable  # (params, hidden, timestep, starts, key, greedy) -> (hidden, actions)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The algorithm
+# ----------------------------------------------------------------------------------------------------
+def make_train(config: PPOConfig, env: Environment) -> Trainer:
+    """Build the training functions of IPPO/MAPPO for ``env``; checks the config first."""
+    validate(config, env)
+    env = AutoReset(EpisodeStats(env))
+    teams = env.teams
+    learners = [t for t in teams if t not in config.fixed_teams]
+    E, T = config.num_envs, config.num_steps
+    hidden_dim = config.hidden_dim if config.recurrent else 1
+    net_kw = dict(hidden_dim=config.hidden_dim, num_layers=config.num_layers,
+                  activation=config.activation, recurrent=config.recurrent)
+    actors = {t: PolicyNet(teams[t].num_actions,
+                           "gaussian" if isinstance(teams[t].action_space, Box) else "discrete", **net_kw)
+              for t in learners}
+    critic = ValueNet(**net_kw)
+
+    def critic_input(team: str, obs: jax.Array, global_state: jax.Array) -> jax.Array:
+        """IPPO: the agent's observation f32[..., N, O]. MAPPO: global state + one-hot id f32[..., N, G+N]."""
+        if config.algo == "ippo":
+            return obs.reshape(obs.shape[:-len(teams[team].obs_shape)] + (-1,))
+        n = teams[team].num_agents
+        state = jnp.broadcast_to(global_state[..., None, :], global_state.shape[:-1] + (n, global_state.shape[-1]))
+        ids = jnp.broadcast_to(jnp.eye(n), state.shape[:-2] + (n, n))
+        return jnp.concatenate([state, ids], axis=-1)
+
+    def flat_obs(team, obs):
+        return obs.reshape(obs.shape[:-len(teams[team].obs_shape)] + (-1,))
+
+    def distribution(team: str, out, avail):
+        if isinstance(teams[team].action_space, Box):
+            mean, log_std = out
+            return distrax.MultivariateNormalDiag(mean, jnp.exp(log_std))
+        return distrax.Categorical(logits=jnp.where(avail, out, -1e9))
+
+    def to_env_action(team, action):
+        space = teams[team].action_space
+        return jnp.clip(action, space.low, space.high) if isinstance(space, Box) else action
+
+    def zeros_hidden(batch: int) -> dict:
+        return {t: TeamHidden(*(jnp.zeros((batch, teams[t].num_agents, hidden_dim)),) * 2) for t in learners}
+
+    # --- init ---------------------------------------------------------------------------------------
+    def init_params(key):
+        params = {}
+        for team, k in zip(learners, jax.random.split(key, len(learners))):
+            n = teams[team].num_agents
+            obs = jnp.zeros((1, 1, flat_obs(team, jnp.zeros(teams[team].obs_shape)).shape[-1]))
+            cin = critic_input(team, jnp.zeros((1, 1, n) + teams[team].obs_shape),
+                               jnp.zeros((1, 1) + tuple(env.global_state_shape)))[:, :, 0]
+            h, starts = jnp.zeros((1, hidden_dim)), jnp.zeros((1, 1), bool)
+
+            def init_one(k, team=team, obs=obs, cin=cin, h=h, starts=starts):
+                ka, kc = jax.random.split(k)
+                return {"actor": actors[team].init(ka, h, obs, starts), "critic": critic.init(kc, h, cin, starts)}
+
+            params[team] = init_one(k) if config.shared_params else jax.vmap(init_one)(jax.random.split(k, n))
+        return params
+
+    def make_optimizer(hp: PPOHparams):
+        # Global-norm clipping (not element-wise); the learning rate is applied by hand in `update`
+        # so that it can be a traced, annealed hyperparameter.
+        return optax.chain(optax.clip_by_global_norm(hp.max_grad_norm), optax.scale_by_adam(eps=1e-5))
+
+    def init(key: jax.Array, hp: PPOHparams) -> RunnerState:
+        k_params, k_env, k_run = jax.random.split(key, 3)
+        params = init_params(k_params)
+        tx = make_optimizer(hp)
+        timestep, env_state = jax.vmap(env.reset)(jax.random.split(k_env, E))
+        return RunnerState(params, {t: tx.init(params[t]) for t in learners}, env_state, timestep,
+                           jnp.ones(E, bool), zeros_hidden(E), k_run, jnp.zeros((), jnp.int32))
+
+    # --- acting ---------------------------------------------------------------------------------------
+    def policy(params, hidden, timestep: TimeStep, starts, key, greedy: bool):
+        """Actions of every team for a batch of envs [B]: learners from their policy, fixed teams at random.
+        Returns (hidden, {team: actions [B, N, ...]}, {team: (dist, log_prob, action)})."""
+        keys = jax.random.split(key, len(teams))
+        actions, hidden, extras = {}, dict(hidden), {}
+        for team, k in zip(teams, keys):
+            avail = timestep.avail_actions[team]
+            if team not in learners:
+                actions[team] = random_actions(teams[team].action_space, k, avail)
+                continue
+            n = teams[team].num_agents
+            agent_starts = jnp.broadcast_to(starts[:, None], starts.shape + (n,))[None]
+            h, out = apply_per_agent(actors[team], params[team]["actor"], hidden[team].actor,
+                                     flat_obs(team, timestep.obs[team])[None], agent_starts, config.shared_params)
+            out = jax.tree.map(lambda x: x[0], out)
+            dist = distribution(team, out, avail)
+            action = dist.mode() if greedy else dist.sample(seed=k)
+            hidden[team] = hidden[team]._replace(actor=h)
+            actions[team] = to_env_action(team, action)
+            extras[team] = (action, dist.log_prob(action))
+        return hidden, actions, extras
+
+    def values(params, team, hidden, cin, starts):
+        """V for one step: critic hidden [B, N, H], cin [B, N, D], starts bool[B, N] -> (hidden, f32[B, N])."""
+        h, v = apply_per_agent(critic, params[team]["critic"], hidden, cin[None], starts[None], config.shared_params)
+        return h, v[0]
+
+    # --- collect trajectories --------------------------------------------------------------------------
+    def env_step(runner: RunnerState, _):
+        params, ts, starts = runner.params, runner.timestep, runner.starts
+        key, k_act, k_env = jax.random.split(runner.key, 3)
+        hidden, actions, extras = policy(params, runner.hidden, ts, starts, k_act, greedy=False)
+        next_ts, env_state = jax.vmap(env.step)(jax.random.split(k_env, E), runner.env_state, actions)
+        done = next_ts.done
+        transitions = {}
+        for team in learners:
+            n = teams[team].num_agents
+            agent_starts = jnp.broadcast_to(starts[:, None], (E, n))
+            cin = critic_input(team, ts.obs[team], ts.global_state)
+            h_critic, value = values(params, team, runner.hidden[team].critic, cin, agent_starts)
+            # Bootstrap value of the observation this step ended in (the pre-reset one at episode end).
+            final_in = critic_input(team, next_ts.info["final_obs"][team], next_ts.info["final_global_state"])
+            _, next_value = values(params, team, h_critic, final_in, jnp.zeros((E, n), bool))
+            hidden[team] = hidden[team]._replace(critic=h_critic)
+            action, log_prob = extras[team]
+            transitions[team] = Transition(
+                flat_obs(team, ts.obs[team]), cin, agent_starts, ts.avail_actions[team], action, log_prob,
+                value, next_value, next_ts.reward[team], next_ts.terminated[:, None], done[:, None])
+        stats = {"episode_done": done, "episode_return": next_ts.info["episode_return"],
+                 "episode_length": next_ts.info["episode_length"]}
+        if "won" in next_ts.info:
+            stats["won"] = next_ts.info["won"]
+        runner = runner._replace(env_state=env_state, timestep=next_ts, starts=done, hidden=hidden, key=key)
+        return runner, (transitions, stats)
+
+    # --- compute advantages ----------------------------------------------------------------------------
+    def gae(tr: Transition, hp: PPOHparams):
+        """Generalised advantage estimates f32[T, E, N] and returns, bootstrapping from V(final obs) at
+        truncation and from nothing at termination."""
+
+        def backward(next_adv, t: Transition):
+            delta = t.reward + hp.gamma * t.next_value * (1.0 - t.terminated) - t.value
+            adv = delta + hp.gamma * hp.gae_lambda * (1.0 - t.done) * next_adv
+            return adv, adv
+
+        _, adv = jax.lax.scan(backward, jnp.zeros_like(tr.value[0]), tr, reverse=True)
+        return adv, adv + tr.value
+
+    # --- update network -------------------------------------------------------------------------------
+    def team_loss(params, team, h0: TeamHidden, tr: Transition, adv, targets, hp: PPOHparams):
+        _, out = apply_per_agent(actors[team], params["actor"], h0.actor, tr.obs, tr.starts, config.shared_params)
+        dist = distribution(team, out, tr.avail)
+        log_prob = dist.log_prob(tr.action)
+        _, value = apply_per_agent(critic, params["critic"], h0.critic, tr.critic_in, tr.starts,
+                                   config.shared_params)
+        # Clipped value loss.
+        value_clipped = tr.value + jnp.clip(value - tr.value, -hp.clip_eps, hp.clip_eps)
+        value_loss = 0.5 * jnp.maximum(jnp.square(value - targets), jnp.square(value_clipped - targets)).mean()
+        # Clipped surrogate objective on normalised advantages.
+        if config.normalize_advantages:
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        ratio = jnp.exp(log_prob - tr.log_prob)
+        policy_loss = -jnp.minimum(ratio * adv, jnp.clip(ratio, 1 - hp.clip_eps, 1 + hp.clip_eps) * adv).mean()
+        entropy = dist.entropy().mean()
+        loss = policy_loss + hp.vf_coef * value_loss - hp.ent_coef * entropy
+        stats = {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy,
+                 "approx_kl": ((ratio - 1) - jnp.log(ratio)).mean(),
+                 "clip_frac": (jnp.abs(ratio - 1) > hp.clip_eps).mean()}
+        return loss, stats
+
+    def minibatches(key, batch, h0):
+        """Shuffle and split [T, E, ...] data into [M, T', B', ...]: feed-forward splits envs x steps
+        (sequences of length 1), recurrent splits envs (whole sequences, with their start hidden state)."""
+        M = config.num_minibatches
+        if config.recurrent:
+            perm = jax.random.permutation(key, E)
+            split = lambda x: jnp.swapaxes(x[:, perm].reshape((T, M, E // M) + x.shape[2:]), 0, 1)
+            return jax.tree.map(split, batch), jax.tree.map(lambda h: h[perm].reshape((M, E // M) + h.shape[1:]), h0)
+        perm = jax.random.permutation(key, T * E)
+        split = lambda x: x.reshape((T * E,) + x.shape[2:])[perm].reshape((M, 1, T * E // M) + x.shape[2:])
+        h0 = jax.tree.map(lambda h: jnp.zeros((M, T * E // M) + h.shape[1:]), h0)
+        return jax.tree.map(split, batch), h0
+
+    def update(runner: RunnerState, hp: PPOHparams):
+        h0 = runner.hidden
+        runner, (traj, stats) = jax.lax.scan(env_step, runner, None, T)
+        adv_targets = {t: gae(traj[t], hp) for t in learners}
+        tx = make_optimizer(hp)
+        frac = 1.0 - runner.update / config.num_updates if config.anneal_lr else 1.0
+        lr = hp.lr * frac
+
+        def minibatch_step(carry, mb):
+            params, opt_state = carry
+            batch, h0 = mb
+            new_params, new_opt, stats = {}, {}, {}
+            for team in learners:
+                tr, (adv, targets) = batch[team]
+                grads, stats[team] = jax.grad(team_loss, has_aux=True)(
+                    params[team], team, h0[team], tr, adv, targets, hp)
+                updates, new_opt[team] = tx.update(grads, opt_state[team], params[team])
+                new_params[team] = optax.apply_updates(params[team], jax.tree.map(lambda u: -lr * u, updates))
+            return (new_params, new_opt), stats
+
+        def epoch(carry, key):
+            batch = {t: (traj[t], adv_targets[t]) for t in learners}
+            return jax.lax.scan(minibatch_step, carry, minibatches(key, batch, h0))
+
+        key, k_epochs = jax.random.split(runner.key)
+        (params, opt_state), loss_stats = jax.lax.scan(
+            epoch, (runner.params, runner.opt_state), jax.random.split(k_epochs, config.num_epochs))
+        runner = runner._replace(params=params, opt_state=opt_state, key=key, update=runner.update + 1)
+        return runner, {**episode_metrics(stats), **{f"loss/{t}/{k}": v.mean() for t, s in loss_stats.items()
+                                                       for k, v in s.items()}}
+
+    # --- evaluation -----------------------------------------------------------------------------------
+    def evaluate(params, key, num_episodes: int = config.eval_episodes) -> dict:
+        """Run ``num_episodes`` envs (static) for one episode each with ``params``: mean team returns, and
+        ``eval/episode_returns`` f32[num_episodes] (sum over every agent of every team)."""
+        B = num_episodes
+        k_reset, k_run = jax.random.split(key)
+        ts, state = jax.vmap(env.reset)(jax.random.split(k_reset, B))
+        zeros = zeros_hidden(B)
+
+        def step(carry, _):
+            ts, state, hidden, starts, finished, first, key = carry
+            key, k_act, k_env = jax.random.split(key, 3)
+            hidden, actions, _ = policy(params, hidden, ts, starts, k_act, greedy=config.eval_greedy)
+            ts, state = jax.vmap(env.step)(jax.random.split(k_env, B), state, actions)
+            # Keep each env's first finished episode.
+            take = ts.done & ~finished
+            first = jax.tree.map(lambda old, new: jnp.where(take.reshape(take.shape + (1,) * (new.ndim - 1)), new, old),
+                                 first, episode_info(ts.info))
+            return (ts, state, hidden, ts.done, finished | ts.done, first, key), None
+
+        first = jax.tree.map(jnp.zeros_like, episode_info(ts.info))
+        carry = (ts, state, zeros, jnp.ones(B, bool), jnp.zeros(B, bool), first, k_run)
+        (_, _, _, _, finished, first, _), _ = jax.lax.scan(step, carry, None, env.max_steps)
+        out = {f"eval/return/{t}": r.sum(-1).mean() for t, r in first["episode_return"].items()}
+        out["eval/episode_returns"] = sum(r.sum(-1) for r in first["episode_return"].values())
+        out["eval/return"] = out["eval/episode_returns"].mean()
+        out["eval/length"] = first["episode_length"].mean()
+        out["eval/finished"] = finished.mean()
+        if "won" in first:
+            out["eval/win_rate"] = first["won"].mean()
+        return out
+
+    # --- chunks and the whole run ----------------------------------------------------------------------
+    def run_chunk(runner: RunnerState, hp: PPOHparams) -> tuple[RunnerState, dict]:
+        """``updates_per_chunk`` updates then an evaluation of the params just updated.
+        Metrics: per-update means f32[U] plus the evaluation's scalars."""
+        runner, metrics = jax.lax.scan(lambda r, _: update(r, hp), runner, None, config.updates_per_chunk)
+        key, k_eval = jax.random.split(runner.key)
+        metrics.update(evaluate(runner.params, k_eval))
+        metrics["env_steps"] = runner.update * config.batch_size
+        return runner._replace(key=key), metrics
+
+    def train(key: jax.Array, hp: PPOHparams) -> tuple[RunnerState, dict]:
+        """The whole run; metrics have a leading chunk axis [num_chunks, ...]."""
+        return jax.lax.scan(lambda r, _: run_chunk(r, hp), init(key, hp), None, config.num_chunks)
+
+    return Trainer(config, env, init, run_chunk, train, evaluate, policy)
+
+
+def random_actions(space, key, avail):
+    """Uniform actions over the available ones: avail bool[B, N, A] -> i32[B, N] (or f32[B, N, A] for a Box)."""
+    if isinstance(space, Discrete):
+        return jax.random.categorical(key, jnp.where(avail, 0.0, -1e9)).astype(jnp.int32)
+    return space.sample(key, avail.shape[:2])
+
+
+def episode_info(info: dict) -> dict:
+    out = {"episode_return": info["episode_return"], "episode_length": info["episode_length"]}
+    if "won" in info:
+        out["won"] = info["won"]
+    return out
+
+
+def episode_metrics(stats: dict) -> dict:
+    """Means over the episodes that finished in a rollout (stats leaves [T, E, ...])."""
+    done = stats["episode_done"]
+    count = jnp.maximum(done.sum(), 1)
+    mean = lambda x: jnp.where(done, x, 0.0).sum() / count
+    out = {f"train/return/{t}": mean(r.sum(-1)) for t, r in stats["episode_return"].items()}
+    out["train/return"] = mean(sum(r.sum(-1) for r in stats["episode_return"].values()))
+    out["train/length"] = mean(stats["episode_length"])
+    out["train/episodes"] = done.sum()
+    if "won" in stats:
+        out["train/win_rate"] = mean(stats["won"].astype(jnp.float32))
+    return out
+
+
+def hparams_as_arrays(hp: PPOHparams) -> PPOHparams:
+    return jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), hp)
+
+
+# Names the algorithm registry (jmarl/algorithms.py) looks for.
+Config, Hparams = PPOConfig, PPOHparams
+
+# Per-environment defaults, applied before command-line overrides.
+PRESETS: dict[str, dict[str, Any]] = {
+    "mpe_spread": dict(num_envs=128, num_steps=50, total_timesteps=10_000_000, num_minibatches=4, lr=2.5e-3),
+    "mpe_tag": dict(num_envs=128, num_steps=50, total_timesteps=10_000_000, num_minibatches=4, lr=2.5e-3),
+    "mpe_adversary": dict(num_envs=128, num_steps=50, total_timesteps=10_000_000, num_minibatches=4, lr=2.5e-3),
+    "smax": dict(num_envs=64, num_steps=128, total_timesteps=10_000_000, recurrent=True, num_minibatches=4,
+                 lr=5e-4, ent_coef=0.0, gamma=0.99),
+    "probe_matrix": dict(num_envs=16, num_steps=8, total_timesteps=16 * 8 * 40, num_minibatches=2, num_evals=4),
+    "probe_two_step": dict(num_envs=16, num_steps=8, total_timesteps=16 * 8 * 40, num_minibatches=2, num_evals=4),
+}
