@@ -282,19 +282,6 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
         runner = runner._replace(env_state=env_state, timestep=next_ts, starts=done, hidden=hidden, key=key)
         return runner, (transitions, stats)
 
-    # --- compute advantages ----------------------------------------------------------------------------
-    def gae(tr: Transition, hp: PPOHparams):
-        """Generalised advantage estimates f32[T, E, N] and returns, bootstrapping from V(final obs) at
-        truncation and from nothing at termination."""
-
-        def backward(next_adv, t: Transition):
-            delta = t.reward + hp.gamma * t.next_value * (1.0 - t.terminated) - t.value
-            adv = delta + hp.gamma * hp.gae_lambda * (1.0 - t.done) * next_adv
-            return adv, adv
-
-        _, adv = jax.lax.scan(backward, jnp.zeros_like(tr.value[0]), tr, reverse=True)
-        return adv, adv + tr.value
-
     # --- update network -------------------------------------------------------------------------------
     def team_loss(params, team, h0: TeamHidden, tr: Transition, adv, targets, hp: PPOHparams):
         _, out = apply_per_agent(actors[team], params["actor"], h0.actor, tr.obs, tr.starts, config.shared_params)
@@ -333,7 +320,7 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
     def update(runner: RunnerState, hp: PPOHparams):
         h0 = runner.hidden
         runner, (traj, stats) = jax.lax.scan(env_step, runner, None, T)
-        adv_targets = {t: gae(traj[t], hp) for t in learners}
+        adv_targets = {t: gae(traj[t], hp.gamma, hp.gae_lambda) for t in learners}
         tx = make_optimizer(hp)
         frac = 1.0 - runner.update / config.num_updates if config.anneal_lr else 1.0
         lr = hp.lr * frac
@@ -408,6 +395,24 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
         return jax.lax.scan(lambda r, _: run_chunk(r, hp), init(key, hp), None, config.num_chunks)
 
     return Trainer(config, env, init, run_chunk, train, evaluate, policy)
+
+
+def gae(tr: Transition, gamma: jax.Array, gae_lambda: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Generalised advantage estimates and value targets, f32[T, E, N] each.
+
+    Bootstraps from V(final observation) where an episode was truncated (``next_value`` is computed on
+    the pre-reset observation) and from nothing where it terminated; the recursion stops at every done.
+    """
+
+    def backward(next_adv, t):
+        reward, value, next_value, terminated, done = t
+        delta = reward + gamma * next_value * (1.0 - terminated) - value
+        adv = delta + gamma * gae_lambda * (1.0 - done) * next_adv
+        return adv, adv
+
+    xs = (tr.reward, tr.value, tr.next_value, tr.terminated, tr.done)
+    _, adv = jax.lax.scan(backward, jnp.zeros_like(tr.value[0]), xs, reverse=True)
+    return adv, adv + tr.value
 
 
 def random_actions(space, key, avail):

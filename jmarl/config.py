@@ -43,9 +43,10 @@ def _coerce(value: Any, tp: Any, key: str, what: str) -> Any:
         return _coerce(value, args[0], key, what)
     if origin is typing.Literal:
         choices = typing.get_args(tp)
-        if value not in choices:
-            raise ConfigError(f"{what}: {key}={value!r} is not one of {list(choices)}")
-        return value
+        for choice in choices:  # a command-line string matches a non-string choice by its str()
+            if value == choice or (isinstance(value, str) and not isinstance(choice, str) and value == str(choice)):
+                return choice
+        raise ConfigError(f"{what}: {key}={value!r} is not one of {list(choices)}")
     if origin in (tuple, list):
         (elem, *_rest) = typing.get_args(tp) or (Any,)
         if isinstance(value, str):

@@ -17,7 +17,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -112,8 +112,11 @@ def _wandb_run(mode: str, run_dir: Path, resolved: ResolvedConfig, pop: Populati
 
 def train(resolved: ResolvedConfig, pop: Population, run_dir: str | Path, *, resume: bool = False,
           checkpoint_every: int = 1, keep_checkpoints: int = 3, quiet: bool = False, wandb: str = "offline",
-          final_eval_factor: int = 10) -> dict:
-    """Train every member of ``pop`` in one program; returns the results written to ``results.json``."""
+          final_eval_factor: int = 10, on_chunk: Callable[[int, dict], None] | None = None) -> dict:
+    """Train every member of ``pop`` in one program; returns the results written to ``results.json``.
+
+    ``on_chunk(chunk, rows)`` is called on the host after each chunk is logged and checkpointed.
+    """
     if wandb not in ("offline", "online", "disabled"):
         raise ConfigError(f"wandb={wandb!r}: choose offline, online or disabled")
     run_dir = Path(run_dir)
@@ -166,6 +169,8 @@ def train(resolved: ResolvedConfig, pop: Population, run_dir: str | Path, *, res
         progress.update(steps_per_chunk, rows)
         if (chunk + 1) % checkpoint_every == 0 or chunk + 1 == cfg.num_chunks:
             checkpoint.save(ckpt_root, chunk, runner, {"env_steps": rows[0]["env_steps"]}, keep=keep_checkpoints)
+        if on_chunk is not None:
+            on_chunk(chunk, rows)
     train_s = time.perf_counter() - t0
     progress.close()
 

@@ -50,7 +50,8 @@ class Box:
 
     def contains(self, x) -> bool:
         x = np.asarray(x)
-        return bool(x.shape[-len(self.shape):] == self.shape and np.all((x >= self.low) & (x <= self.high)))
+        batch = x.ndim - len(self.shape)  # leading batch axes, as in ``sample(key, shape)``
+        return bool(batch >= 0 and x.shape[batch:] == self.shape and np.all((x >= self.low) & (x <= self.high)))
 
 
 Space = Union[Discrete, Box]
