@@ -1,0 +1,235 @@
+"""Shared MPE physics, geometry and the scenario base class (the one home for what every MPE env does).
+
+Semantics follow PettingZoo's MPE (the ``mpe2`` package) exactly: the same integration order, soft
+contact forces, action decoding and episode length. A scenario (spread, tag, adversary) only says which
+entities exist (``World``), where they start, what each team observes and how it is rewarded.
+
+Shape legend: A agents (all teams, in mpe2's agent order), L landmarks, K = L + A - 1 entities an
+agent sees (landmarks, then the other agents in ascending order, as mpe2 lists them), 2 = (x, y).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from jmarl.env import Environment, Team, TimeStep
+from jmarl.spaces import Box, Discrete
+
+# mpe2 World / SimpleEnv constants.
+DT = 0.1
+DAMPING = 0.25
+CONTACT_FORCE = 100.0
+CONTACT_MARGIN = 1e-3
+DEFAULT_ACCEL = 5.0  # mpe2's "sensitivity" when an agent has no ``accel``
+DIM_C = 2  # communication size: silent agents still show the zero utterances of others (spread)
+NUM_ACTIONS = 5  # no-op, left, right, down, up
+
+
+@dataclass(frozen=True)
+class World:
+    """Static physical description of a scenario's entities (tuples: hashable, baked into the program).
+
+    Every entity has unit mass. Landmarks never move. Agents only push each other (and bump into
+    landmarks) when both sides ``collide``.
+    """
+
+    agent_size: tuple[float, ...]  # [A]
+    landmark_size: tuple[float, ...]  # [L]
+    agent_accel: tuple[float, ...]  # [A] action force scale
+    agent_max_speed: Optional[tuple[float, ...]] = None  # [A] speed cap; None: no cap
+    agents_collide: bool = False
+    landmarks_collide: bool = False
+
+    @property
+    def num_agents(self) -> int:
+        return len(self.agent_size)
+
+    @property
+    def num_landmarks(self) -> int:
+        return len(self.landmark_size)
+
+
+@struct.dataclass
+class MPEState:
+    agent_pos: jax.Array  # f32[A, 2]
+    agent_vel: jax.Array  # f32[A, 2]
+    landmark_pos: jax.Array  # f32[L, 2]  (landmarks never move and have zero velocity)
+    step: jax.Array  # i32[]  transitions taken in this episode
+
+
+class Geometry(NamedTuple):
+    """What each agent sees of the other entities, computed once per state (XLA drops unused parts).
+
+    Columns (K = L + A - 1): the L landmarks, then the A-1 other agents in ascending order, which is
+    mpe2's observation order. x and y are kept apart: arrays with a trailing (x, y) axis of size 2 make
+    XLA's CPU loops several times slower than two [A, K] arrays.
+    """
+
+    dx: jax.Array  # f32[A, K]  the entity's x minus the agent's
+    dy: jax.Array  # f32[A, K]
+    dist: jax.Array  # f32[A, K]
+
+    def relative(self) -> jax.Array:
+        """f32[A, 2K]: relative positions as observed, (x, y) per entity."""
+        return jnp.stack([self.dx, self.dy], axis=-1).reshape(self.dx.shape[0], -1)
+
+
+def drop_diagonal(x: jax.Array) -> jax.Array:
+    """[A, A, ...] -> [A, A-1, ...]: row i keeps columns j != i in order. Slices only, no gather
+    (works on numpy and jax arrays)."""
+    n, rest = x.shape[0], x.shape[2:]
+    flat = x.reshape((n * n,) + rest)[1:]  # the diagonal now sits at the end of each row of n+1
+    return flat.reshape((n - 1, n + 1) + rest)[:, :n].reshape((n, n - 1) + rest)
+
+
+def geometry(agent_pos: jax.Array, landmark_pos: jax.Array) -> Geometry:
+    """Relative positions and distances of the landmarks and the other agents, seen from each agent."""
+
+    def rel(a: jax.Array, lm: jax.Array) -> jax.Array:  # one coordinate: f32[A], f32[L] -> f32[A, K]
+        return jnp.concatenate([lm[None, :] - a[:, None], drop_diagonal(a[None, :] - a[:, None])], axis=1)
+
+    dx = rel(agent_pos[:, 0], landmark_pos[:, 0])
+    dy = rel(agent_pos[:, 1], landmark_pos[:, 1])
+    return Geometry(dx, dy, jnp.sqrt(jnp.square(dx) + jnp.square(dy)))
+
+
+def contact_distance(world: World) -> np.ndarray:
+    """f32[A, K]: summed radii of the agent and each entity in ``Geometry``'s columns."""
+    a = np.asarray(world.agent_size, np.float32)
+    lm = np.asarray(world.landmark_size, np.float32)
+    return np.concatenate([a[:, None] + lm[None, :], drop_diagonal(a[:, None] + a[None, :])], axis=1)
+
+
+def action_force(world: World, actions: jax.Array, continuous: bool) -> jax.Array:
+    """f32[A, 2] force from i32[A] discrete actions or f32[A, 5] continuous ones (mpe2 semantics).
+
+    Discrete: 1 left, 2 right, 3 down, 4 up, 0 (or anything else) nothing. Continuous: clipped to
+    [0, 1] (as PettingZoo's ClipOutOfBoundsWrapper does), force = (right - left, up - down).
+    """
+    accel = jnp.asarray(world.agent_accel, jnp.float32)[:, None]
+    if continuous:
+        a = jnp.clip(actions, 0.0, 1.0)
+        u = jnp.stack([a[:, 2] - a[:, 1], a[:, 4] - a[:, 3]], axis=-1)
+    else:
+        a = actions
+        u = jnp.stack([(a == 2).astype(jnp.float32) - (a == 1), (a == 4).astype(jnp.float32) - (a == 3)], axis=-1)
+    return u * accel
+
+
+def contact_forces(world: World, geo: Geometry) -> jax.Array:
+    """f32[A, 2]: mpe2's softened contact force on each agent, summed over the entities it collides
+    with (landmarks are immovable, so nothing acts on them)."""
+    first = 0 if world.landmarks_collide else world.num_landmarks  # columns that can touch
+    dx, dy, dist = geo.dx[:, first:], geo.dy[:, first:], geo.dist[:, first:]
+    penetration = CONTACT_MARGIN * jax.nn.softplus((contact_distance(world)[:, first:] - dist) / CONTACT_MARGIN)
+    magnitude = CONTACT_FORCE * penetration / dist  # f32[A, K']; pushes away from the other entity
+    return -jnp.stack([jnp.sum(magnitude * dx, axis=1), jnp.sum(magnitude * dy, axis=1)], axis=-1)
+
+
+def integrate(world: World, pos: jax.Array, vel: jax.Array, force: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """One mpe2 Euler step for the agents: position moves with the *old* velocity, then the velocity
+    is damped, accelerated (unit mass) and capped at the agent's max speed."""
+    pos = pos + vel * DT
+    vel = vel * (1.0 - DAMPING) + force * DT
+    if world.agent_max_speed is not None:
+        max_speed = jnp.asarray(world.agent_max_speed, jnp.float32)[:, None]
+        speed = jnp.sqrt(jnp.square(vel[:, :1]) + jnp.square(vel[:, 1:]))  # f32[A, 1]
+        vel = jnp.where(speed > max_speed, vel / speed * max_speed, vel)
+    return pos, vel
+
+
+def world_step(world: World, state: MPEState, force: jax.Array) -> MPEState:
+    """Apply action forces plus contact forces (from the positions before the step) and integrate."""
+    if world.agents_collide and (world.num_agents > 1 or world.landmarks_collide):
+        force = force + contact_forces(world, geometry(state.agent_pos, state.landmark_pos))
+    pos, vel = integrate(world, state.agent_pos, state.agent_vel, force)
+    return state.replace(agent_pos=pos, agent_vel=vel, step=state.step + 1)
+
+
+def uniform(key: jax.Array, n: int) -> jax.Array:
+    """f32[n] uniform in [0, 1): one flat draw padded to a power of two, the shape for which XLA's CPU
+    loops for the threefry hash are fastest (measured; a [n/2, 2] draw costs twice as much). AutoReset
+    computes a reset on every step, so this is a visible part of an MPE step's cost."""
+    return jax.random.uniform(key, (1 << max(n - 1, 0).bit_length(),), jnp.float32)[:n]
+
+
+def uniform_positions(key: jax.Array, world: World, landmark_range: float = 1.0) -> tuple[jax.Array, jax.Array]:
+    """Agents uniform in [-1, 1]^2, landmarks in [-landmark_range, landmark_range]^2, from one draw."""
+    n, num_landmarks = world.num_agents, world.num_landmarks
+    u = (2.0 * uniform(key, 2 * (n + num_landmarks)) - 1.0).reshape(n + num_landmarks, 2)
+    return u[:n], u[n:] * landmark_range
+
+
+class MPEEnv(Environment[MPEState]):
+    """An MPE scenario: subclasses set ``Config`` and ``name``, build ``self.world`` and the team
+    layout in ``__init__``, and define ``_initial_state``, ``_observe`` and ``_rewards``."""
+
+    world: World
+    team_sizes: Mapping[str, int]  # team -> number of agents, in mpe2's agent order
+    obs_sizes: Mapping[str, int]  # team -> observation size
+
+    def __init__(self, config) -> None:
+        self.config = config
+
+    # --- what a scenario defines -------------------------------------------------------------------
+    def _initial_state(self, key: jax.Array) -> MPEState:
+        raise NotImplementedError
+
+    def _observe(self, state: MPEState, geo: Geometry) -> dict[str, jax.Array]:
+        """{team: f32[N, O]}"""
+        raise NotImplementedError
+
+    def _rewards(self, state: MPEState, geo: Geometry) -> dict[str, jax.Array]:
+        """{team: f32[N]}"""
+        raise NotImplementedError
+
+    # --- the Environment API -----------------------------------------------------------------------
+    @property
+    def action_space(self):
+        if self.config.continuous_actions:
+            return Box(0.0, 1.0, (NUM_ACTIONS,))
+        return Discrete(NUM_ACTIONS)
+
+    @property
+    def teams(self) -> dict[str, Team]:
+        space = self.action_space
+        return {name: Team(n, (self.obs_sizes[name],), space) for name, n in self.team_sizes.items()}
+
+    @property
+    def global_state_shape(self) -> tuple[int, ...]:
+        return (sum(n * self.obs_sizes[t] for t, n in self.team_sizes.items()),)
+
+    @property
+    def max_steps(self) -> int:
+        return self.config.max_steps
+
+    def _reset(self, key: jax.Array) -> tuple[TimeStep, MPEState]:
+        state = self._initial_state(key)
+        reward = {t: jnp.zeros((n,), jnp.float32) for t, n in self.team_sizes.items()}
+        return self._timestep(state, geometry(state.agent_pos, state.landmark_pos), reward), state
+
+    def _step(self, key: jax.Array, state: MPEState, actions) -> tuple[TimeStep, MPEState]:
+        # ``key`` is unused: mpe2's MPE scenarios have no action or communication noise.
+        acts = [actions[t] for t in self.team_sizes]
+        acts = acts[0] if len(acts) == 1 else jnp.concatenate(acts, axis=0)
+        state = world_step(self.world, state, action_force(self.world, acts, self.config.continuous_actions))
+        geo = geometry(state.agent_pos, state.landmark_pos)
+        return self._timestep(state, geo, self._rewards(state, geo)), state
+
+    def _timestep(self, state: MPEState, geo: Geometry, reward: dict[str, jax.Array]) -> TimeStep:
+        obs = self._observe(state, geo)
+        width = 1 if self.config.continuous_actions else NUM_ACTIONS
+        return TimeStep(
+            obs=obs,
+            reward=reward,
+            terminated=jnp.zeros((), bool),
+            truncated=state.step >= self.config.max_steps,
+            global_state=jnp.concatenate([obs[t].reshape(-1) for t in self.team_sizes]),
+            avail_actions={t: jnp.ones((n, width), bool) for t, n in self.team_sizes.items()},
+        )
+

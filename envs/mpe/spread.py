@@ -1,0 +1,65 @@
+"""simple_spread (PettingZoo ``simple_spread_v3``): N agents cover N landmarks without bumping.
+
+Team "agents" (N). Observation of agent i, f32[4 + 2L + 4(N-1)] (18 for N = 3):
+``[own vel (2), own pos (2), landmark - own pos (2L), other agent - own pos (2(N-1)), others' comm (2(N-1))]``;
+agents are silent, so the comm slots are the zeros mpe2 shows.
+
+Reward of agent i: ``(1 - local_ratio) * global + local_ratio * local_i`` with ``global = -sum over
+landmarks of the distance to the closest agent`` and ``local_i = -(number of other agents touching i)``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+
+from jmarl.envs.mpe.core import DEFAULT_ACCEL, DIM_C, Geometry, MPEEnv, MPEState, World, uniform_positions
+
+AGENT_SIZE = 0.15
+LANDMARK_SIZE = 0.05  # mpe2's default entity size; landmarks do not collide here
+
+
+class SimpleSpread(MPEEnv):
+    @dataclass(frozen=True)
+    class Config:
+        num_agents: int = 3
+        num_landmarks: Optional[int] = None  # None: as many as agents (mpe2's only option)
+        local_ratio: float = 0.5
+        max_steps: int = 25
+        continuous_actions: bool = False
+
+    name = "mpe_spread"
+
+    def __init__(self, config: Config = Config()) -> None:
+        super().__init__(config)
+        n = config.num_agents
+        num_landmarks = n if config.num_landmarks is None else config.num_landmarks
+        if n < 1 or num_landmarks < 0 or not 0.0 <= config.local_ratio <= 1.0:
+            raise ValueError(f"mpe_spread: invalid config {config}")
+        self.world = World(
+            agent_size=(AGENT_SIZE,) * n,
+            landmark_size=(LANDMARK_SIZE,) * num_landmarks,
+            agent_accel=(DEFAULT_ACCEL,) * n,
+            agents_collide=True,
+        )
+        self.team_sizes = {"agents": n}
+        self.obs_sizes = {"agents": 4 + 2 * num_landmarks + 2 * (n - 1) + DIM_C * (n - 1)}
+
+    def _initial_state(self, key: jax.Array) -> MPEState:
+        agent_pos, landmark_pos = uniform_positions(key, self.world)
+        return MPEState(agent_pos, jnp.zeros_like(agent_pos), landmark_pos, jnp.zeros((), jnp.int32))
+
+    def _observe(self, state: MPEState, geo: Geometry) -> dict[str, jax.Array]:
+        n = self.world.num_agents
+        comm = jnp.zeros((n, DIM_C * (n - 1)), jnp.float32)
+        obs = jnp.concatenate([state.agent_vel, state.agent_pos, geo.relative(), comm], axis=1)
+        return {"agents": obs}
+
+    def _rewards(self, state: MPEState, geo: Geometry) -> dict[str, jax.Array]:
+        num_landmarks = self.world.num_landmarks
+        local = -jnp.sum(geo.dist[:, num_landmarks:] < 2 * AGENT_SIZE, axis=1, dtype=jnp.float32)  # f32[N]
+        coverage = -jnp.sum(jnp.min(geo.dist[:, :num_landmarks], axis=0))  # f32[]: closest agent per landmark
+        ratio = self.config.local_ratio
+        return {"agents": coverage * (1.0 - ratio) + local * ratio}
