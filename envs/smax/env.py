@@ -1,0 +1,332 @@
+"""SMAX: a StarCraft-lite on a continuous 2-D map, for cooperative multi-agent RL.
+
+Shape legend: N allies, M enemies, U = N + M units (allies first), T unit types, F_OWN = 10 own
+features, F_UNIT = 11 features per other unit, O = F_OWN + F_UNIT * (U - 1), A = 5 + (number of foes).
+
+Actions (both teams): 0 north (+y), 1 east (+x), 2 south (-y), 3 west (-x), 4 stop, 5 + j attack foe j
+(allies' foe j is enemy j; enemies' foe j is ally j). A unit that attacks stands still; it hits when its
+target is alive and within attack range (centre to centre) and its weapon is off cooldown. Moves are
+always available to living units (the map edge stops them); attacks are available for living foes in
+range; dead units may only stop. An unavailable action does nothing (the unit stands).
+
+One env step is 0.5 s of game time (SMAC's 8 game loops), simulated in ``micro_ticks`` ticks. Each tick:
+pairwise displacements are computed once, then (1) attacks resolve simultaneously (so both sides can
+die at once: a draw), (2) cooldowns run down, (3) living units move and are pushed apart where they
+overlap (soft collision). The cooldown after an attack is the unit type's
+plus a draw in [-1, +2] game loops (1/16 s), as SC2 does, drawn once per unit per step.
+
+Observations, per unit of the team (zeros when dead):
+  own [F_OWN]: health fraction, x / map size, y / map size, cooldown fraction, one-hot type [T]
+  then for every other unit of the same team (index order, self skipped), then every foe [F_UNIT] each:
+    health fraction, dx / sight, dy / sight, distance / sight, cooldown fraction, one-hot type [T]
+    (zeros unless both are alive and the unit is within the observer's sight range).
+Global state [U * F_OWN + 1]: every unit's own features (allies first), then step / max_steps.
+Reward (shared within a team): the fraction of health the foes lost this step, averaged over foes
+(a whole battle's damage sums to at most 1, as in JaxMARL), plus ``win_bonus`` on the step the last foe
+dies while a teammate lives. Terminated when a team is eliminated; truncated at ``max_steps``.
+``info["won"]``: the allies won on this step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from jmarl.env import Environment, Team, TimeStep
+from jmarl.envs.smax.heuristic import EAST, NORTH, NUM_MOVES, SOUTH, STOP, WEST, heuristic_actions
+from jmarl.envs.smax.scenarios import (NUM_DRAWS, NUM_SCALAR_DRAWS, fixed_positions, get_scenario, smacv2_positions,
+                                       smacv2_types)
+from jmarl.envs.smax.units import NUM_UNIT_TYPES, unit_stats
+from jmarl.spaces import Discrete
+from jmarl.wrappers import Wrapper
+
+F_OWN = 4 + NUM_UNIT_TYPES
+F_UNIT = 5 + NUM_UNIT_TYPES
+GAME_LOOP = 1.0 / 16  # seconds per SC2 game loop at "normal" speed
+
+
+@struct.dataclass
+class SMAXState:
+    pos: jax.Array  # f32[U, 2]
+    health: jax.Array  # f32[U]; a unit is alive while its health is positive
+    cooldown: jax.Array  # f32[U] seconds until the unit may attack again
+    unit_type: jax.Array  # i32[U]
+    last_action: jax.Array  # i32[U] (the heuristic keeps its target)
+    step: jax.Array  # i32[]
+
+
+def pairwise(x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """dx[i, j] = x[i] - x[j], dy likewise, and squared distances: each f32[U, U].
+
+    x and y stay separate arrays: a trailing axis of 2 vectorises badly on CPU.
+    """
+    dx, dy = x[:, None] - x[None, :], y[:, None] - y[None, :]
+    return dx, dy, dx * dx + dy * dy
+
+
+def drop_diagonal(x: jax.Array) -> jax.Array:
+    """[n, n, F] -> [n, n - 1, F]: row i without column i, by reshapes (no gather)."""
+    n, f = x.shape[0], x.shape[2]
+    return x.reshape(n * n, f)[1:].reshape(n - 1, n + 1, f)[:, :n].reshape(n, n - 1, f)
+
+
+class SMAX(Environment[SMAXState]):
+    """SMAX battles; teams "allies" (and "enemies" when ``enemy="learning"``). See the module doc."""
+
+    @dataclass(frozen=True)
+    class Config:
+        scenario: str = "3m"  # a name in jmarl.envs.smax.SCENARIOS (see register_scenario)
+        enemy: Literal["heuristic", "learning"] = "heuristic"  # learning: "enemies" is a second team
+        target_mode: Literal["closest", "lowest_health", "random"] = "closest"  # the heuristic's choice
+        max_steps: int = 100
+        micro_ticks: int = 8  # simulation ticks per env step
+        step_seconds: float = 0.5  # game time per env step
+        win_bonus: float = 1.0
+        map_size: float = 32.0
+
+    name = "smax"
+
+    def __init__(self, config: Config | None = None):
+        self.config = config = config or SMAX.Config()
+        if config.micro_ticks < 1 or config.max_steps < 1:
+            raise ValueError(f"smax: micro_ticks and max_steps must be positive, got {config}")
+        self.scenario = get_scenario(config.scenario)
+        self.num_allies, self.num_enemies = self.scenario.num_allies, self.scenario.num_enemies
+        self.num_units = self.num_allies + self.num_enemies
+        self.dt = config.step_seconds / config.micro_ticks
+        # Fixed unit types are numpy: every per-unit stat becomes an XLA constant.
+        self._types = None if self.scenario.random_types else self.scenario.unit_types
+        is_ally = np.arange(self.num_units) < self.num_allies
+        self._foe = is_ally[:, None] != is_ally[None, :]  # bool[U, U]: j is i's foe
+        self._target_offset = np.where(is_ally, self.num_allies - NUM_MOVES, -NUM_MOVES)  # action -> unit id
+
+    # ------------------------------------------------------------------------------------------------
+    # Spaces
+    # ------------------------------------------------------------------------------------------------
+    @property
+    def teams(self) -> dict[str, Team]:
+        obs = (F_OWN + F_UNIT * (self.num_units - 1),)
+        teams = {"allies": Team(self.num_allies, obs, Discrete(NUM_MOVES + self.num_enemies))}
+        if self.config.enemy == "learning":
+            teams["enemies"] = Team(self.num_enemies, obs, Discrete(NUM_MOVES + self.num_allies))
+        return teams
+
+    @property
+    def global_state_shape(self) -> tuple[int, ...]:
+        return (self.num_units * F_OWN + 1,)
+
+    @property
+    def max_steps(self) -> int:
+        return self.config.max_steps
+
+    # ------------------------------------------------------------------------------------------------
+    # Reset and step
+    # ------------------------------------------------------------------------------------------------
+    def _units(self, unit_type: jax.Array):
+        """One-hot types f32[U, T] and stats (numpy constants when the scenario's types are fixed)."""
+        types = self._types if self._types is not None else unit_type
+        onehot = np.eye(NUM_UNIT_TYPES, dtype=np.float32)[types] if self._types is not None \
+            else jax.nn.one_hot(types, NUM_UNIT_TYPES)
+        return onehot, unit_stats(onehot)
+
+    def _reset(self, key: jax.Array) -> tuple[TimeStep, SMAXState]:
+        sc, n, m, size = self.scenario, self.num_allies, self.num_enemies, self.config.map_size
+        flat = jax.random.uniform(key, (self.num_units * NUM_DRAWS + NUM_SCALAR_DRAWS,))  # one RNG call
+        draw, scalars = flat[:-NUM_SCALAR_DRAWS].reshape(self.num_units, NUM_DRAWS), flat[-NUM_SCALAR_DRAWS:]
+        pos = smacv2_positions(draw, scalars, n, m, size) if sc.random_positions else fixed_positions(draw, n, m, size)
+        unit_type = smacv2_types(draw, n, m) if sc.random_types else jnp.asarray(self._types)
+        onehot, stats = self._units(unit_type)
+        state = SMAXState(
+            pos=pos, health=jnp.broadcast_to(stats.health, (self.num_units,)),
+            cooldown=jnp.zeros((self.num_units,)), unit_type=unit_type,
+            last_action=jnp.full((self.num_units,), STOP, jnp.int32), step=jnp.zeros((), jnp.int32))
+        false = jnp.zeros((), bool)
+        return self._timestep(state, onehot, stats, (0.0, 0.0), false, false, false), state
+
+    def observe(self, state: SMAXState) -> TimeStep:
+        """The TimeStep of ``state`` with zero rewards (e.g. for a state built by hand)."""
+        onehot, stats = self._units(state.unit_type)
+        alive = state.health > 0
+        allies, enemies = jnp.any(alive[:self.num_allies]), jnp.any(alive[self.num_allies:])
+        terminated = ~(allies & enemies)
+        truncated = (state.step >= self.config.max_steps) & ~terminated
+        return self._timestep(state, onehot, stats, (0.0, 0.0), terminated, truncated, allies & ~enemies)
+
+    def _step(self, key: jax.Array, state: SMAXState, actions) -> tuple[TimeStep, SMAXState]:
+        n, u, cfg = self.num_allies, self.num_units, self.config
+        onehot, stats = self._units(state.unit_type)
+        x, y = state.pos[:, 0], state.pos[:, 1]
+        alive = state.health > 0
+        k_noise, k_enemy = jax.random.split(key) if cfg.target_mode == "random" else (key, key)
+        if cfg.enemy == "heuristic":
+            dx, dy, d2 = pairwise(x, y)
+            enemy_actions = heuristic_actions(
+                k_enemy, -dx[n:, :n], -dy[n:, :n], d2[n:, :n], alive[n:], alive[:n],
+                (state.health / stats.health)[:n], stats.attack_range[n:], state.last_action[n:], cfg.target_mode)
+        else:
+            enemy_actions = actions["enemies"]
+        act = jnp.where(alive, jnp.concatenate([actions["allies"], enemy_actions]).astype(jnp.int32), STOP)
+
+        # Fixed for the whole step: velocities, who attacks whom, the cooldown after an attack.
+        step_len = stats.speed * self.dt
+        vx = ((act == EAST).astype(jnp.float32) - (act == WEST)) * step_len  # [U]
+        vy = ((act == NORTH).astype(jnp.float32) - (act == SOUTH)) * step_len
+        targets = ((act + self._target_offset)[:, None] == np.arange(u)) & self._foe  # bool[U, U]: i attacks j
+        damage_in = jnp.where(targets.T, stats.damage[None, :], 0.0)  # [U, U]: j takes from i per attack
+        reach2 = stats.attack_range[:, None] ** 2  # [U, 1]
+        next_cooldown = stats.cooldown + jax.random.uniform(k_noise, (u,), minval=-GAME_LOOP, maxval=2 * GAME_LOOP)
+        radius_sum = stats.radius[:, None] + stats.radius[None, :]
+        not_self = ~np.eye(u, dtype=bool)
+
+        def tick(carry, _):
+            x, y, health, cooldown = carry
+            dx, dy, d2 = pairwise(x, y)
+            alive = health > 0
+            # Attacks resolve simultaneously: who fires depends only on the state at the tick's start.
+            fire = alive & (cooldown <= 0) & jnp.any(targets & alive & (d2 < reach2), axis=1)  # [U]
+            health = jnp.maximum(health - jnp.sum(jnp.where(fire, damage_in, 0.0), axis=1), 0.0)
+            cooldown = jnp.maximum(jnp.where(fire, next_cooldown, cooldown) - self.dt, 0.0)
+            # Soft collision between units alive at the tick's start: overlapping pairs are pushed
+            # apart by half the overlap each.
+            both = alive[:, None] & alive[None, :] & not_self
+            push = jnp.where(both, 0.5 * jax.nn.relu(radius_sum * jax.lax.rsqrt(d2 + 1e-6) - 1.0), 0.0)
+            alive = health > 0
+            x = jnp.where(alive, jnp.clip(x + vx + jnp.sum(dx * push, axis=1), 0.0, cfg.map_size), x)
+            y = jnp.where(alive, jnp.clip(y + vy + jnp.sum(dy * push, axis=1), 0.0, cfg.map_size), y)
+            return (x, y, health, cooldown), None
+
+        (x, y, health, cooldown), _ = jax.lax.scan(
+            tick, (x, y, state.health, state.cooldown), length=cfg.micro_ticks)
+
+        # Rewards and episode end.
+        lost = (state.health - health) / stats.health  # [U] fraction of health lost this step
+        alive = health > 0
+        allies_alive, enemies_alive = jnp.any(alive[:n]), jnp.any(alive[n:])
+        allies_won, enemies_won = allies_alive & ~enemies_alive, enemies_alive & ~allies_alive
+        reward_allies = jnp.mean(lost[n:]) + cfg.win_bonus * allies_won
+        reward_enemies = jnp.mean(lost[:n]) + cfg.win_bonus * enemies_won
+        terminated = ~(allies_alive & enemies_alive)
+        state = SMAXState(jnp.stack([x, y], -1), health, cooldown, state.unit_type, act, state.step + 1)
+        truncated = (state.step >= cfg.max_steps) & ~terminated
+        ts = self._timestep(state, onehot, stats, (reward_allies, reward_enemies), terminated, truncated, allies_won)
+        return ts, state
+
+    # ------------------------------------------------------------------------------------------------
+    # Observations
+    # ------------------------------------------------------------------------------------------------
+    def _timestep(self, state, onehot, stats, rewards, terminated, truncated, won) -> TimeStep:
+        n, m, size = self.num_allies, self.num_enemies, self.config.map_size
+        dx, dy, d2 = pairwise(state.pos[:, 0], state.pos[:, 1])
+        alive = state.health > 0
+        health = state.health / stats.health
+        cooldown = jnp.clip(state.cooldown / stats.cooldown, 0.0, 1.0)
+        onehot = jnp.broadcast_to(onehot, (self.num_units, NUM_UNIT_TYPES))
+        own = jnp.concatenate([health[:, None], state.pos / size, cooldown[:, None], onehot], -1)
+        own = jnp.where(alive[:, None], own, 0.0)  # [U, F_OWN]
+        seen = (health, cooldown, onehot, alive, stats.sight_range, dx, dy, d2)
+        obs = {"allies": self._team_obs(0, n, own, *seen)}
+        avail = {"allies": self._team_avail(slice(0, n), slice(n, None), alive, stats.attack_range, d2)}
+        reward = {"allies": jnp.full((n,), rewards[0])}
+        if self.config.enemy == "learning":
+            obs["enemies"] = self._team_obs(n, self.num_units, own, *seen)
+            avail["enemies"] = self._team_avail(slice(n, None), slice(0, n), alive, stats.attack_range, d2)
+            reward["enemies"] = jnp.full((m,), rewards[1])
+        global_state = jnp.concatenate([own.reshape(-1), (state.step / self.config.max_steps)[None]])
+        return TimeStep(obs=obs, reward=reward, terminated=terminated, truncated=truncated,
+                        global_state=global_state, avail_actions=avail, info={"won": won})
+
+    def _team_obs(self, lo, hi, own, health, cooldown, onehot, alive, sight, dx, dy, d2) -> jax.Array:
+        """f32[n, O] for the units lo:hi (one team): own features, teammates, then foes."""
+        n, u = hi - lo, self.num_units
+        inv_sight = 1.0 / sight[lo:hi, None]  # [n, 1]
+        visible = alive[lo:hi, None] & alive[None, :] & (d2[lo:hi] * inv_sight ** 2 < 1.0)  # [n, U]
+        feats = jnp.concatenate([
+            jnp.broadcast_to(health[None, :, None], (n, u, 1)),
+            (-dx[lo:hi] * inv_sight)[..., None],  # position of the other unit relative to the observer
+            (-dy[lo:hi] * inv_sight)[..., None],
+            (jnp.sqrt(d2[lo:hi]) * inv_sight)[..., None],
+            jnp.broadcast_to(cooldown[None, :, None], (n, u, 1)),
+            jnp.broadcast_to(onehot[None], (n, u, NUM_UNIT_TYPES)),
+        ], -1)
+        feats = jnp.where(visible[..., None], feats, 0.0)  # [n, U, F_UNIT]
+        mates = drop_diagonal(feats[:, lo:hi])
+        foes = feats[:, self.num_allies:] if lo == 0 else feats[:, :self.num_allies]
+        return jnp.concatenate([own[lo:hi], mates.reshape(n, -1), foes.reshape(n, -1)], -1)
+
+    @staticmethod
+    def _team_avail(team: slice, foes: slice, alive, attack_range, d2) -> jax.Array:
+        """bool[n, 5 + foes]: moves if alive, stop always, attack living foes in range."""
+        me = alive[team]
+        in_range = me[:, None] & alive[foes] & (d2[team, foes] < attack_range[team, None] ** 2)
+        moves = jnp.broadcast_to(me[:, None], (me.shape[0], NUM_MOVES - 1))
+        return jnp.concatenate([moves, jnp.ones_like(me)[:, None], in_range], -1)
+
+    # ------------------------------------------------------------------------------------------------
+    # The scripted policy, for either team
+    # ------------------------------------------------------------------------------------------------
+    def heuristic_actions(self, key: jax.Array, state: SMAXState, team: str = "allies",
+                          mode: str | None = None) -> jax.Array:
+        """i32[n]: the scripted policy's actions for ``team`` ("allies" or "enemies") in this state."""
+        n = self.num_allies
+        me, foe = (slice(0, n), slice(n, None)) if team == "allies" else (slice(n, None), slice(0, n))
+        _, stats = self._units(state.unit_type)
+        dx, dy, d2 = pairwise(state.pos[:, 0], state.pos[:, 1])
+        alive = state.health > 0
+        return heuristic_actions(key, -dx[me, foe], -dy[me, foe], d2[me, foe], alive[me], alive[foe],
+                                 (state.health / stats.health)[foe], stats.attack_range[me],
+                                 state.last_action[me], mode or self.config.target_mode)
+
+
+# ----------------------------------------------------------------------------------------------------
+# A fixed-policy opponent
+# ----------------------------------------------------------------------------------------------------
+@struct.dataclass
+class PolicyEnemyState:
+    env_state: Any
+    enemy_obs: jax.Array  # f32[M, O]: what the enemies saw last
+    enemy_avail: jax.Array  # bool[M, 5 + N]
+
+
+class PolicyEnemy(Wrapper):
+    """Plays the "enemies" team of a two-team env (``enemy="learning"``) with ``policy_fn``; only
+    "allies" remain. ``policy_fn(obs f32[M, O], avail bool[M, A], key) -> i32[M]``.
+
+    To swap the opponent's parameters without recompiling (self-play, curricula), build the wrapper
+    inside your jitted function around a closure over traced parameters:
+    ``PolicyEnemy(env, lambda o, a, k: act(params, o, a, k))``.
+    """
+
+    def __init__(self, env: Environment, policy_fn: Callable[[jax.Array, jax.Array, jax.Array], jax.Array]):
+        if list(env.teams) != ["allies", "enemies"]:
+            raise ValueError(f"PolicyEnemy needs teams ['allies', 'enemies'] (SMAX with enemy='learning'), "
+                             f"got {list(env.teams)}")
+        super().__init__(env)
+        self.policy_fn = policy_fn
+
+    @property
+    def teams(self):
+        return {"allies": self.env.teams["allies"]}
+
+    def _reset(self, key):
+        ts, env_state = self.env.reset(key)
+        return self._allies_only(ts), PolicyEnemyState(env_state, ts.obs["enemies"], ts.avail_actions["enemies"])
+
+    def _step(self, key, state, actions):
+        k_policy, k_env = jax.random.split(key)
+        enemy = self.policy_fn(state.enemy_obs, state.enemy_avail, k_policy).astype(jnp.int32)
+        ts, env_state = self.env.step(k_env, state.env_state, {"allies": actions["allies"], "enemies": enemy})
+        return self._allies_only(ts), PolicyEnemyState(env_state, ts.obs["enemies"], ts.avail_actions["enemies"])
+
+    @staticmethod
+    def _allies_only(ts: TimeStep) -> TimeStep:
+        pick = lambda x: {"allies": x["allies"]}  # noqa: E731
+        return ts.replace(obs=pick(ts.obs), reward=pick(ts.reward), avail_actions=pick(ts.avail_actions))
+
+
+def random_policy(obs: jax.Array, avail: jax.Array, key: jax.Array) -> jax.Array:
+    """i32[n]: uniform over each unit's available actions (a ``PolicyEnemy`` policy)."""
+    return jax.random.categorical(key, jnp.where(avail, 0.0, -jnp.inf)).astype(jnp.int32)
