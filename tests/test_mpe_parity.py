@@ -55,15 +55,15 @@ class Case:
     @property
     def id(self) -> str:
         short = {"continuous_actions": "cont", "num_agents": "n", "num_good": "good",
-                 "num_adversaries": "adv", "num_obstacles": "obst"}
-        return self.jmarl_name + "".join(f"-{short.get(k, k)}={int(v) if isinstance(v, bool) else v}"
+                 "num_adversaries": "adv", "num_obstacles": "obst", "local_ratio": "local"}
+        return self.jmarl_name + "".join(f"-{short.get(k, k)}{int(v) if isinstance(v, bool) else v}"
                                          for k, v in self.jmarl_kwargs)
 
 
-def spread(n: int, continuous: bool = False) -> Case:
+def spread(n: int, continuous: bool = False, local_ratio: float = 0.5) -> Case:
     pairs = tuple((i, j, 0.3) for i in range(n) for j in range(i + 1, n))
-    return Case("mpe_spread", (("num_agents", n), ("continuous_actions", continuous)),
-                simple_spread_v3, (("N", n), ("continuous_actions", continuous)), pairs)
+    return Case("mpe_spread", (("num_agents", n), ("local_ratio", local_ratio), ("continuous_actions", continuous)),
+                simple_spread_v3, (("N", n), ("local_ratio", local_ratio), ("continuous_actions", continuous)), pairs)
 
 
 def tag(continuous: bool = False, num_good: int = 1, num_adversaries: int = 3, num_obstacles: int = 2) -> Case:
@@ -80,7 +80,8 @@ def adversary(continuous: bool = False, n: int = 2) -> Case:
 
 
 DEFAULT_CASES = [spread(3), tag(), adversary()]
-STEP_CASES = DEFAULT_CASES + [spread(2), spread(5), spread(2, True), spread(3, True), spread(5, True),
+STEP_CASES = DEFAULT_CASES + [spread(2), spread(5), spread(3, local_ratio=0.25), spread(2, True), spread(3, True),
+                              spread(5, True),
                               tag(True), tag(num_good=2, num_adversaries=4, num_obstacles=3), adversary(True),
                               adversary(n=3)]
 
