@@ -19,6 +19,8 @@ from jmarl.envs.smax.heuristic import NUM_MOVES, STOP
 from jmarl.envs.smax.units import TABLE, UNIT_TYPES
 
 FEW = settings(max_examples=4, deadline=None, derandomize=True)
+# These programs are small and run briefly: compile them fast (XLA's backend optimisations cost ~40%).
+jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
 
 
 def random_actions(key, avail):
@@ -33,7 +35,7 @@ def test_teams_and_shapes():
     assert list(env.teams) == ["allies"]
     team_ = env.teams["allies"]
     assert (team_.num_agents, team_.action_space.n, team_.obs_shape) == (5, 5 + 6, (10 + 11 * 10,))
-    ts, state = env.reset(jax.random.key(0))
+    ts, state = jit(env.reset)(jax.random.key(0))
     assert ts.obs["allies"].shape == (5, 120) and ts.obs["allies"].dtype == jnp.float32
     assert ts.avail_actions["allies"].shape == (5, 11) and ts.avail_actions["allies"].dtype == jnp.bool_
     assert ts.global_state.shape == env.global_state_shape == (11 * 10 + 1,)
@@ -43,7 +45,7 @@ def test_teams_and_shapes():
     two = jmarl.make("smax", scenario="5m_vs_6m", enemy="learning")
     assert list(two.teams) == ["allies", "enemies"]
     assert two.teams["enemies"].action_space.n == 5 + 5 and two.teams["enemies"].num_agents == 6
-    ts, _ = two.reset(jax.random.key(0))
+    ts, _ = jit(two.reset)(jax.random.key(0))
     assert ts.obs["enemies"].shape == (6, 120) and ts.avail_actions["enemies"].shape == (6, 10)
 
 
@@ -54,7 +56,8 @@ def test_bad_config_raises():
         jmarl.make("smax", enemy="scripted")
     with pytest.raises(ValueError, match="expected"):
         env = jmarl.make("smax")
-        env.step(jax.random.key(0), env.reset(jax.random.key(0))[1], {"allies": jnp.zeros((4,), jnp.int32)})
+        state = jax.eval_shape(env.reset, jax.random.key(0))[1]
+        env.step(jax.random.key(0), state, {"allies": jnp.zeros((4,), jnp.int32)})
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -87,7 +90,7 @@ def rollout_fn(scenario: str, enemy: str):
 
         return jax.lax.scan(body, (ts, state), jax.random.split(key, MAX_STEPS + 5))[1]
 
-    return env, jax.jit(jax.vmap(one))
+    return env, jit(jax.vmap(one))
 
 
 @pytest.mark.parametrize("scenario, enemy", [("3m", "heuristic"), ("2s3z", "learning"),
@@ -148,13 +151,13 @@ def battle_state(env: SMAX, pos, health, types=None) -> SMAXState:
 @functools.lru_cache(maxsize=None)
 def two_team_3m():
     env = jmarl.make("smax", scenario="3m", enemy="learning")
-    return env, jax.jit(env.step), jax.jit(env.observe)
+    return env, jit(env.step), jit(env.observe)
 
 
 @FEW
 @given(attacker=st.integers(0, 2), target=st.integers(0, 2), dist=st.floats(1.0, 12.0),
-       target_dead=st.booleans())
-def test_attack_lands_iff_available(attacker, target, dist, target_dead):
+       target_dead=st.booleans(), attacker_dead=st.booleans())
+def test_attack_lands_iff_available(attacker, target, dist, target_dead, attacker_dead):
     env, step, observe = two_team_3m()
     marine_range = TABLE[UNIT_TYPES.index("marine"), 2]
     dist = dist if abs(dist - marine_range) > 1e-2 else dist + 0.1
@@ -165,10 +168,12 @@ def test_attack_lands_iff_available(attacker, target, dist, target_dead):
         pos[3 + target, 1] += 0.5  # keep clear of other units, so nothing is pushed
     health = np.full(6, 45.0)
     health[3 + target] = 0.0 if target_dead else 45.0
+    health[attacker] = 0.0 if attacker_dead else 45.0
     state = battle_state(env, pos, health)
     ts = observe(state)
     available = bool(ts.avail_actions["allies"][attacker, NUM_MOVES + target])
-    assert available == (not target_dead and np.linalg.norm(pos[3 + target] - pos[attacker]) < marine_range)
+    in_range = np.linalg.norm(pos[3 + target] - pos[attacker]) < marine_range
+    assert available == (not target_dead and not attacker_dead and in_range)
     actions = {"allies": jnp.full(3, STOP, jnp.int32).at[attacker].set(NUM_MOVES + target),
                "enemies": jnp.full(3, STOP, jnp.int32)}
     ts2, state2 = step(jax.random.key(0), state, actions)
@@ -201,7 +206,7 @@ def test_every_scenario_runs_jitted():
     for name, scenario in SCENARIOS.items():
         env = jmarl.make("smax", scenario=name)
 
-        @jax.jit
+        @jit
         def run(key):
             ts, state = env.reset(key)
             for k in jax.random.split(key, 2):
@@ -217,7 +222,7 @@ def test_register_scenario():
     register_scenario("test_4m_vs_2z", Scenario(team(marine=4), team(zealot=2)), overwrite=True)
     env = jmarl.make("smax", scenario="test_4m_vs_2z")
     assert (env.num_allies, env.num_enemies) == (4, 2)
-    _, state = env.reset(jax.random.key(0))
+    _, state = jit(env.reset)(jax.random.key(0))
     np.testing.assert_allclose(state.health, [45.0] * 4 + [150.0] * 2)
     with pytest.raises(ValueError, match="already registered"):
         register_scenario("test_4m_vs_2z", Scenario(team(marine=1), team(marine=1)))
@@ -227,7 +232,7 @@ def test_register_scenario():
 
 def test_smacv2_draws_types_and_positions():
     env = jmarl.make("smax", scenario="smacv2_10_units")
-    states = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(0), 64))[1]
+    states = jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(0), 64))[1]
     types = np.asarray(states.unit_type)
     assert len(np.unique(types)) == len(UNIT_TYPES)
     assert (types[:, :10] == types[:, 10:]).all()  # enemies mirror allies
@@ -253,7 +258,7 @@ def first_episode_wins(env, ally_policy, num_episodes: int, seed: int = 0) -> np
         carry = (ts, state, jnp.zeros((), bool), jnp.zeros((), bool))
         return jax.lax.scan(body, carry, jax.random.split(key, env.max_steps))[0][3]
 
-    return np.asarray(jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(seed), num_episodes)))
+    return np.asarray(jit(jax.vmap(one))(jax.random.split(jax.random.key(seed), num_episodes)))
 
 
 def test_heuristic_beats_random_allies():
@@ -273,9 +278,9 @@ def test_policy_enemy():
     stop = lambda obs, avail, key: jnp.full(obs.shape[0], STOP, jnp.int32)  # noqa: E731
     env = PolicyEnemy(base, stop)
     assert list(env.teams) == ["allies"]
-    ts, state = env.reset(jax.random.key(0))
+    ts, state = jit(env.reset)(jax.random.key(0))
     assert set(ts.obs) == {"allies"} and state.enemy_obs.shape == (3, 65)
-    step = jax.jit(env.step)
+    step = jit(env.step)
     for k in jax.random.split(jax.random.key(1), 3):
         ts, state = step(k, state, {"allies": random_actions(k, ts.avail_actions["allies"])})
     assert (state.env_state.last_action[3:] == STOP).all()
@@ -286,8 +291,8 @@ def test_policy_enemy():
 
 def test_autoreset_keeps_final_observation():
     env = jmarl.AutoReset(jmarl.make("smax", scenario="3m", max_steps=3))
-    ts, state = env.reset(jax.random.key(0))
-    step = jax.jit(env.step)
+    ts, state = jit(env.reset)(jax.random.key(0))
+    step = jit(env.step)
     for k in jax.random.split(jax.random.key(1), 3):
         ts, state = step(k, state, {"allies": random_actions(k, ts.avail_actions["allies"])})
     assert ts.truncated and state.step == 0

@@ -9,11 +9,13 @@ target is alive and within attack range (centre to centre) and its weapon is off
 always available to living units (the map edge stops them); attacks are available for living foes in
 range; dead units may only stop. An unavailable action does nothing (the unit stands).
 
-One env step is 0.5 s of game time (SMAC's 8 game loops), simulated in ``micro_ticks`` ticks. Each tick:
-pairwise displacements are computed once, then (1) attacks resolve simultaneously (so both sides can
-die at once: a draw), (2) cooldowns run down, (3) living units move and are pushed apart where they
-overlap (soft collision). The cooldown after an attack is the unit type's
-plus a draw in [-1, +2] game loops (1/16 s), as SC2 does, drawn once per unit per step.
+One env step is ``step_seconds`` = 0.5 s of game time (SMAC's 8 game loops at 16 per second), simulated
+in ``micro_ticks`` = 8 ticks, so a tick is one game loop. Each tick computes the pairwise displacements
+once and uses them for everything in it: (1) attacks resolve simultaneously from the tick's starting
+state (so both sides can die at once: a draw); (2) cooldowns run down; (3) units still alive move, and
+units alive at the tick's start are pushed apart by half their overlap each (soft collision); positions
+are clamped to the map. The cooldown after an attack is the unit type's plus a draw in [-1, +2] game
+loops, as in SC2 and JaxMARL, drawn once per unit per step.
 
 Observations, per unit of the team (zeros when dead):
   own [F_OWN]: health fraction, x / map size, y / map size, cooldown fraction, one-hot type [T]
@@ -25,6 +27,12 @@ Reward (shared within a team): the fraction of health the foes lost this step, a
 (a whole battle's damage sums to at most 1, as in JaxMARL), plus ``win_bonus`` on the step the last foe
 dies while a teammate lives. Terminated when a team is eliminated; truncated at ``max_steps``.
 ``info["won"]``: the allies won on this step.
+
+Differences from JaxMARL's SMAX (whose unit stats, map, timing, cooldown noise and reward scale these
+are): the map edge stops units instead of killing them (SC2 has no lethal walls); the scripted enemy
+advances on the closest living foe instead of a random visible one; cooldown noise is drawn once per
+step, not per tick; collisions use each tick's starting positions; enemies number their foes in index
+order (not reversed); observations put own features first, add distance, and drop last actions.
 """
 from __future__ import annotations
 
@@ -127,16 +135,20 @@ class SMAX(Environment[SMAXState]):
     # Reset and step
     # ------------------------------------------------------------------------------------------------
     def _units(self, unit_type: jax.Array):
-        """One-hot types f32[U, T] and stats (numpy constants when the scenario's types are fixed)."""
-        types = self._types if self._types is not None else unit_type
-        onehot = np.eye(NUM_UNIT_TYPES, dtype=np.float32)[types] if self._types is not None \
-            else jax.nn.one_hot(types, NUM_UNIT_TYPES)
+        """One-hot types f32[U, T] and per-unit stats."""
+        if self._types is not None:  # fixed types: numpy, so every per-unit stat is an XLA constant
+            onehot = np.eye(NUM_UNIT_TYPES, dtype=np.float32)[self._types]
+        else:
+            onehot = jax.nn.one_hot(unit_type, NUM_UNIT_TYPES)
         return onehot, unit_stats(onehot)
 
     def _reset(self, key: jax.Array) -> tuple[TimeStep, SMAXState]:
         sc, n, m, size = self.scenario, self.num_allies, self.num_enemies, self.config.map_size
-        flat = jax.random.uniform(key, (self.num_units * NUM_DRAWS + NUM_SCALAR_DRAWS,))  # one RNG call
-        draw, scalars = flat[:-NUM_SCALAR_DRAWS].reshape(self.num_units, NUM_DRAWS), flat[-NUM_SCALAR_DRAWS:]
+        if sc.random_positions or sc.random_types:  # one RNG call: AutoReset runs reset every step
+            flat = jax.random.uniform(key, (self.num_units * NUM_DRAWS + NUM_SCALAR_DRAWS,))
+            draw, scalars = flat[:-NUM_SCALAR_DRAWS].reshape(self.num_units, NUM_DRAWS), flat[-NUM_SCALAR_DRAWS:]
+        else:
+            draw = jax.random.uniform(key, (self.num_units, 2))
         pos = smacv2_positions(draw, scalars, n, m, size) if sc.random_positions else fixed_positions(draw, n, m, size)
         unit_type = smacv2_types(draw, n, m) if sc.random_types else jnp.asarray(self._types)
         onehot, stats = self._units(unit_type)

@@ -31,6 +31,8 @@ class Scenario:
     random_positions: bool = False  # SMACv2: "reflect" or "surround" start positions
 
     def __post_init__(self):
+        object.__setattr__(self, "allies", tuple(self.allies))  # lists welcome; stored hashable
+        object.__setattr__(self, "enemies", tuple(self.enemies))
         if not self.allies or not self.enemies:
             raise ValueError("a scenario needs at least one ally and one enemy")
         for name in self.allies + self.enemies:
@@ -55,8 +57,9 @@ def team(**counts: int) -> tuple[str, ...]:
     return tuple(name for name, count in counts.items() for _ in range(count))
 
 
-def _mirror(*counts: dict) -> Scenario:
-    return Scenario(team(**counts[0]), team(**counts[-1]))
+def _battle(allies: dict, enemies: dict | None = None) -> Scenario:
+    """A fixed scenario; the enemies mirror the allies unless given."""
+    return Scenario(team(**allies), team(**(enemies or allies)))
 
 
 def _smacv2(n: int) -> Scenario:
@@ -64,17 +67,17 @@ def _smacv2(n: int) -> Scenario:
 
 
 SCENARIOS: dict[str, Scenario] = {
-    "3m": _mirror(dict(marine=3)),
-    "8m": _mirror(dict(marine=8)),
-    "25m": _mirror(dict(marine=25)),
-    "2s3z": _mirror(dict(stalker=2, zealot=3)),
-    "3s5z": _mirror(dict(stalker=3, zealot=5)),
-    "5m_vs_6m": _mirror(dict(marine=5), dict(marine=6)),
-    "10m_vs_11m": _mirror(dict(marine=10), dict(marine=11)),
-    "27m_vs_30m": _mirror(dict(marine=27), dict(marine=30)),
-    "3s_vs_5z": _mirror(dict(stalker=3), dict(zealot=5)),
-    "3s5z_vs_3s6z": _mirror(dict(stalker=3, zealot=5), dict(stalker=3, zealot=6)),
-    "6h_vs_8z": _mirror(dict(hydralisk=6), dict(zealot=8)),
+    "3m": _battle(dict(marine=3)),
+    "8m": _battle(dict(marine=8)),
+    "25m": _battle(dict(marine=25)),
+    "2s3z": _battle(dict(stalker=2, zealot=3)),
+    "3s5z": _battle(dict(stalker=3, zealot=5)),
+    "5m_vs_6m": _battle(dict(marine=5), dict(marine=6)),
+    "10m_vs_11m": _battle(dict(marine=10), dict(marine=11)),
+    "27m_vs_30m": _battle(dict(marine=27), dict(marine=30)),
+    "3s_vs_5z": _battle(dict(stalker=3), dict(zealot=5)),
+    "3s5z_vs_3s6z": _battle(dict(stalker=3, zealot=5), dict(stalker=3, zealot=6)),
+    "6h_vs_8z": _battle(dict(hydralisk=6), dict(zealot=8)),
     "smacv2_5_units": _smacv2(5),
     "smacv2_10_units": _smacv2(10),
     "smacv2_20_units": _smacv2(20),
@@ -107,7 +110,7 @@ NUM_SCALAR_DRAWS = 6  # uniform draws per episode
 
 
 def fixed_positions(draw: jax.Array, n: int, m: int, size: float) -> jax.Array:
-    """f32[U, 2]: each team uniform in a 4x4 square around its spawn point. draw: f32[U, NUM_DRAWS]."""
+    """f32[U, 2]: each team uniform in a 4x4 square around its spawn point. draw: f32[U, >= 2] in [0, 1)."""
     spawn = np.array([[size / 4, size / 2]] * n + [[3 * size / 4, size / 2]] * m, np.float32)
     return spawn + 4.0 * draw[:, :2] - 2.0
 

@@ -1,0 +1,179 @@
+"""SMAX throughput: jmarl's SMAX against JaxMARL's HeuristicEnemySMAX, same process, interleaved.
+
+Both run random *valid* actions (sampled from the availability masks: jmarl's TimeStep carries them,
+JaxMARL computes them with ``get_avail_actions``), auto-reset on, and consume the observations, global
+state and rewards (summed into a checksum in the scan carry, so XLA cannot drop the physics). One env
+step = every ally acting once (the heuristic enemies act inside the step). Each row times jmarl and
+JaxMARL alternately ``--repeats`` times and reports medians and the ratio of medians.
+
+    python scripts/bench_smax.py                       # 3m and 2s3z at 1, 64, 1024, 8192 envs
+    python scripts/bench_smax.py --scenarios 3m --envs 1024 --repeats 5
+    python scripts/bench_smax.py --write               # also rewrite docs/benchmarks.md's SMAX section
+
+(scripts/bench_envs.py holds the generic pairs; SMAX has its own script because its protocol samples
+valid actions from masks and compares several scenarios of one env.)
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import re
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jmarl
+from bench_envs import load, machine  # scripts/ is on sys.path when run as a script
+
+SECTION = "## SMAX throughput"
+DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+STEP_BUDGET = {1: 2000, 64: 30_000, 1024: 150_000, 8192: 400_000}  # env steps per timed call
+
+
+def jmarl_runner(scenario: str, num_envs: int, num_steps: int, **config):
+    """A jitted ``run(key) -> checksum`` of ``num_steps`` vmapped AutoReset(SMAX) steps."""
+    env = jmarl.AutoReset(jmarl.make("smax", scenario=scenario, **config))
+
+    def run(key):
+        k_reset, key = jax.random.split(key)
+        ts, state = jax.vmap(env.reset)(jax.random.split(k_reset, num_envs))
+
+        def body(carry, _):
+            ts, state, key, acc = carry
+            key, k_act, k_step = jax.random.split(key, 3)
+            avail = ts.avail_actions["allies"]  # [E, N, A]
+            actions = jax.random.categorical(k_act, jnp.where(avail, 0.0, -jnp.inf)).astype(jnp.int32)
+            ts, state = jax.vmap(env.step)(jax.random.split(k_step, num_envs), state, {"allies": actions})
+            acc = acc + jnp.sum(ts.obs["allies"]) + jnp.sum(ts.global_state) + jnp.sum(ts.reward["allies"])
+            return (ts, state, key, acc), None
+
+        (_, _, _, acc), _ = jax.lax.scan(body, (ts, state, key, jnp.zeros(())), length=num_steps)
+        return acc
+
+    return jax.jit(run)
+
+
+def jaxmarl_runner(scenario: str, num_envs: int, num_steps: int):
+    """The same loop for JaxMARL's HeuristicEnemySMAX (its ``step`` auto-resets)."""
+    from jaxmarl.environments.smax import HeuristicEnemySMAX, map_name_to_scenario
+
+    env = HeuristicEnemySMAX(scenario=map_name_to_scenario(scenario))
+    agents = env.agents
+
+    def run(key):
+        k_reset, key = jax.random.split(key)
+        obs, state = jax.vmap(env.reset)(jax.random.split(k_reset, num_envs))
+
+        def body(carry, _):
+            obs, state, key, acc = carry
+            key, k_act, k_step = jax.random.split(key, 3)
+            avail = jax.vmap(env.get_avail_actions)(state)
+            avail = jnp.stack([avail[a] for a in agents], 1)  # [E, N, A]
+            actions = jax.random.categorical(k_act, jnp.where(avail, 0.0, -jnp.inf)).astype(jnp.int32)
+            actions = {a: actions[:, i] for i, a in enumerate(agents)}
+            obs, state, reward, _, _ = jax.vmap(env.step)(jax.random.split(k_step, num_envs), state, actions)
+            acc = acc + sum(jnp.sum(obs[a]) + jnp.sum(reward[a]) for a in agents) + jnp.sum(obs["world_state"])
+            return (obs, state, key, acc), None
+
+        (_, _, _, acc), _ = jax.lax.scan(body, (obs, state, key, jnp.zeros(())), length=num_steps)
+        return acc
+
+    return jax.jit(run)
+
+
+def time_call(fn, key) -> float:
+    start = time.perf_counter()
+    jax.block_until_ready(fn(key))
+    return time.perf_counter() - start
+
+
+def bench(scenario: str, num_envs: int, repeats: int, runners: dict) -> dict[str, float]:
+    """Median env steps/s per runner; the runners are timed in turn, alternating the order."""
+    num_steps = max(STEP_BUDGET.get(num_envs, 100_000) // num_envs, 10)
+    fns = {name: make(scenario, num_envs, num_steps) for name, make in runners.items()}
+    key = jax.random.key(0)
+    for fn in fns.values():
+        time_call(fn, key)  # compile and warm up
+    times = {name: [] for name in fns}
+    for r in range(repeats):
+        for name in (list(fns) if r % 2 == 0 else list(fns)[::-1]):
+            times[name].append(time_call(fns[name], jax.random.fold_in(key, r)))
+    return {name: num_envs * num_steps / float(np.median(t)) for name, t in times.items()}
+
+
+def write_section(text: str, path: Path = DOC) -> None:
+    """Replace this script's section of docs/benchmarks.md (up to the next ``## `` heading), or append it."""
+    doc = path.read_text() if path.exists() else "# Benchmarks\n"
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(doc):
+        doc = pattern.sub(lambda _: text.rstrip() + "\n\n", doc, count=1)
+    else:
+        doc = doc.rstrip() + "\n\n" + text
+    path.write_text(doc.rstrip() + "\n")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenarios", nargs="+", default=["3m", "2s3z"])
+    parser.add_argument("--envs", nargs="+", type=int, default=[1, 64, 1024, 8192])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--micro-ticks", type=int, default=None, help="jmarl SMAX micro_ticks (default: its Config's)")
+    parser.add_argument("--write", action="store_true", help=f"rewrite '{SECTION}' in {DOC}")
+    args = parser.parse_args()
+    config = {} if args.micro_ticks is None else {"micro_ticks": args.micro_ticks}
+    runners = {"jmarl": lambda s, e, t: jmarl_runner(s, e, t, **config), "jaxmarl": jaxmarl_runner}
+    load_before = load()
+    lines = ["| scenario | num envs | jmarl steps/s | JaxMARL steps/s | jmarl / JaxMARL |", "|---|---:|---:|---:|---:|"]
+    print(machine())
+    for scenario in args.scenarios:
+        for num_envs in args.envs:
+            sps = bench(scenario, num_envs, args.repeats, runners)
+            lines.append(f"| {scenario} | {num_envs} | {sps['jmarl']:.3g} | {sps['jaxmarl']:.3g} | "
+                         f"{sps['jmarl'] / sps['jaxmarl']:.2f}x |")
+            print(lines[-1], flush=True)
+    table = "\n".join(lines)
+    print("\n" + table)
+    if args.write:
+        flags = " ".join(f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+                         for k, v in vars(args).items() if k != "write" and v != parser.get_default(k))
+        write_section(f"""{SECTION}
+
+jmarl's SMAX (`envs/smax/`) against JaxMARL's `HeuristicEnemySMAX` on the same scenario: env steps per
+second (one step of one env = every ally acts once; the scripted enemies act inside the step), random
+valid actions (sampled from the availability masks), auto-reset on, observations, global state and
+rewards consumed (a checksum in the scan carry). Same process, alternating, {args.repeats} repeats each;
+medians and the ratio of medians. The machine is shared: read the ratio, not the absolute numbers.
+
+- Machine: {machine()}; {load_before} at the start, {load()} at the end
+- Date: {datetime.date.today().isoformat()}
+- Command: `python scripts/bench_smax.py --write{(' ' + flags) if flags else ''}`
+- jmarl SMAX config: {config or 'defaults'} (8 micro-ticks per step, as JaxMARL's 8 world steps)
+
+{table}
+
+What makes it fast on a CPU (each measured while building it, 3m at 1024 envs): pairwise geometry as
+separate x and y arrays of [U, U] computed once per micro-tick (a trailing size-2 axis was ~1.8x slower
+overall); who-attacks-whom as a [U, U] mask fixed for the step, so range checks and damage are
+mask-multiplies and row sums (no gathers or scatter-adds, unlike JaxMARL's per-unit `vmap` + `cond` +
+`scatter_add`); per-unit stats as XLA constants for fixed scenarios (a one-hot @ table product for
+SMACv2's random types); the 8 micro-ticks as a rolled `lax.scan` (unrolled, XLA:CPU was 1.3x slower at
+1024 envs and 3.5x slower at 1 env, and compiled slower); a reset that makes one RNG call (AutoReset
+computes a reset every step); the scripted enemy reading the state's distances instead of decoding
+observations. `micro_ticks=4` (ticks of 1/8 s) is a further ~1.3x with the same statistics within noise
+(3m heuristic mirror win rate 0.51 vs 0.48, 2s3z 0.47 vs 0.48, episodes ~3% longer as cooldowns round up
+to the coarser tick), but the default stays at 8 to match SC2's game loop and JaxMARL.
+
+Same game, not bit-identical: unit stats, map, 8 ticks of 1/16 s per step, cooldown noise, centre-to-centre
+ranges and the reward scale are JaxMARL's; jmarl clamps units at the map edge instead of killing them, its
+scripted enemy advances on the closest living foe (JaxMARL's follows a random visible one), draws the
+cooldown noise once per step rather than per tick, and resolves collisions from each tick's starting
+positions (see the `envs/smax/env.py` docstring).
+""")
+        print(f"\nwrote '{SECTION}' in {DOC}")
+
+
+if __name__ == "__main__":
+    main()
