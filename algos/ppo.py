@@ -28,6 +28,7 @@ from flax import struct
 from jmarl.config import ConfigError
 from jmarl.env import Environment, TimeStep
 from jmarl.networks import PolicyNet, ValueNet, apply_per_agent
+from jmarl.rollout import episode_metrics, evaluate_episodes, random_actions, step_stats
 from jmarl.spaces import Box, Discrete
 from jmarl.wrappers import AutoReset, EpisodeStats
 
@@ -275,12 +276,8 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
             transitions[team] = Transition(
                 flat_obs(team, ts.obs[team]), cin, agent_starts, ts.avail_actions[team], action, log_prob,
                 value, next_value, next_ts.reward[team], next_ts.terminated[:, None], done[:, None])
-        stats = {"episode_done": done, "episode_return": next_ts.info["episode_return"],
-                 "episode_length": next_ts.info["episode_length"]}
-        if "won" in next_ts.info:
-            stats["won"] = next_ts.info["won"]
         runner = runner._replace(env_state=env_state, timestep=next_ts, starts=done, hidden=hidden, key=key)
-        return runner, (transitions, stats)
+        return runner, (transitions, step_stats(next_ts))
 
     # --- update network -------------------------------------------------------------------------------
     def team_loss(params, team, h0: TeamHidden, tr: Transition, adv, targets, hp: PPOHparams):
@@ -350,35 +347,9 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
 
     # --- evaluation -----------------------------------------------------------------------------------
     def evaluate(params, key, num_episodes: int = config.eval_episodes) -> dict:
-        """Run ``num_episodes`` envs (static) for one episode each with ``params``: mean team returns, and
-        ``eval/episode_returns`` f32[num_episodes] (sum over every agent of every team)."""
-        B = num_episodes
-        k_reset, k_run = jax.random.split(key)
-        ts, state = jax.vmap(env.reset)(jax.random.split(k_reset, B))
-        zeros = zeros_hidden(B)
-
-        def step(carry, _):
-            ts, state, hidden, starts, finished, first, key = carry
-            key, k_act, k_env = jax.random.split(key, 3)
-            hidden, actions, _ = policy(params, hidden, ts, starts, k_act, greedy=config.eval_greedy)
-            ts, state = jax.vmap(env.step)(jax.random.split(k_env, B), state, actions)
-            # Keep each env's first finished episode.
-            take = ts.done & ~finished
-            first = jax.tree.map(lambda old, new: jnp.where(take.reshape(take.shape + (1,) * (new.ndim - 1)), new, old),
-                                 first, episode_info(ts.info))
-            return (ts, state, hidden, ts.done, finished | ts.done, first, key), None
-
-        first = jax.tree.map(jnp.zeros_like, episode_info(ts.info))
-        carry = (ts, state, zeros, jnp.ones(B, bool), jnp.zeros(B, bool), first, k_run)
-        (_, _, _, _, finished, first, _), _ = jax.lax.scan(step, carry, None, env.max_steps)
-        out = {f"eval/return/{t}": r.sum(-1).mean() for t, r in first["episode_return"].items()}
-        out["eval/episode_returns"] = sum(r.sum(-1) for r in first["episode_return"].values())
-        out["eval/return"] = out["eval/episode_returns"].mean()
-        out["eval/length"] = first["episode_length"].mean()
-        out["eval/finished"] = finished.mean()
-        if "won" in first:
-            out["eval/win_rate"] = first["won"].mean()
-        return out
+        """One episode in each of ``num_episodes`` envs (static) with ``params``: see ``evaluate_episodes``."""
+        act = lambda p, h, ts, starts, k: policy(p, h, ts, starts, k, greedy=config.eval_greedy)[:2]
+        return evaluate_episodes(env, act, params, zeros_hidden(num_episodes), key, num_episodes)
 
     # --- chunks and the whole run ----------------------------------------------------------------------
     def run_chunk(runner: RunnerState, hp: PPOHparams) -> tuple[RunnerState, dict]:
@@ -413,34 +384,6 @@ def gae(tr: Transition, gamma: jax.Array, gae_lambda: jax.Array) -> tuple[jax.Ar
     xs = (tr.reward, tr.value, tr.next_value, tr.terminated, tr.done)
     _, adv = jax.lax.scan(backward, jnp.zeros_like(tr.value[0]), xs, reverse=True)
     return adv, adv + tr.value
-
-
-def random_actions(space, key, avail):
-    """Uniform actions over the available ones: avail bool[B, N, A] -> i32[B, N] (or f32[B, N, A] for a Box)."""
-    if isinstance(space, Discrete):
-        return jax.random.categorical(key, jnp.where(avail, 0.0, -1e9)).astype(jnp.int32)
-    return space.sample(key, avail.shape[:2])
-
-
-def episode_info(info: dict) -> dict:
-    out = {"episode_return": info["episode_return"], "episode_length": info["episode_length"]}
-    if "won" in info:
-        out["won"] = info["won"]
-    return out
-
-
-def episode_metrics(stats: dict) -> dict:
-    """Means over the episodes that finished in a rollout (stats leaves [T, E, ...])."""
-    done = stats["episode_done"]
-    count = jnp.maximum(done.sum(), 1)
-    mean = lambda x: jnp.where(done, x, 0.0).sum() / count
-    out = {f"train/return/{t}": mean(r.sum(-1)) for t, r in stats["episode_return"].items()}
-    out["train/return"] = mean(sum(r.sum(-1) for r in stats["episode_return"].values()))
-    out["train/length"] = mean(stats["episode_length"])
-    out["train/episodes"] = done.sum()
-    if "won" in stats:
-        out["train/win_rate"] = mean(stats["won"].astype(jnp.float32))
-    return out
 
 
 def hparams_as_arrays(hp: PPOHparams) -> PPOHparams:

@@ -96,3 +96,75 @@ def apply_per_agent(net: nn.Module, params, hidden, inputs, starts, shared: bool
     if shared:
         return net.apply(params, hidden, inputs, starts)
     return jax.vmap(net.apply, in_axes=(0, 1, 2, 2), out_axes=(1, 2))(params, hidden, inputs, starts)
+
+
+class QNet(nn.Module):
+    """Action values f32[T, B, A]: the agent network of IQL, VDN and QMIX (a Torso and a linear head).
+
+    ``layer_norm`` normalises the torso's features before the head (PQN trains without a target network
+    and relies on normalisation for stability).
+    """
+
+    num_actions: int
+    hidden_dim: int = 64
+    num_layers: int = 2
+    activation: str = "relu"
+    recurrent: bool = True
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, hidden, inputs, starts):
+        hidden, x = Torso(self.hidden_dim, self.num_layers, self.activation, self.recurrent)(hidden, inputs, starts)
+        if self.layer_norm:
+            x = nn.LayerNorm()(x)
+        return hidden, nn.Dense(self.num_actions, kernel_init=orthogonal(1.0), bias_init=constant(0.0))(x)
+
+
+class QMixer(nn.Module):
+    """QMIX's monotonic mixing network (Rashid et al. 2018): ``qs f32[..., N], state f32[..., G] -> f32[...]``.
+
+    Q_tot = elu(qs @ |W1(s)| + b1(s)) @ |w2(s)| + V(s), where W1, b1, w2 and V are (hyper)networks of the
+    global state s. The absolute values and the increasing elu make dQ_tot/dq_i >= 0 for every agent i,
+    so the greedy joint action is the tuple of each agent's greedy action.
+    """
+
+    embed_dim: int = 32
+    hypernet_dim: int = 64
+
+    @nn.compact
+    def __call__(self, qs: jax.Array, state: jax.Array) -> jax.Array:
+        n = qs.shape[-1]
+        dense = lambda features: nn.Dense(features, kernel_init=orthogonal(1.0), bias_init=constant(0.0))
+        w1 = jnp.abs(dense(n * self.embed_dim)(nn.relu(dense(self.hypernet_dim)(state))))
+        w1 = w1.reshape(state.shape[:-1] + (n, self.embed_dim))
+        b1 = dense(self.embed_dim)(state)
+        w2 = jnp.abs(dense(self.embed_dim)(nn.relu(dense(self.hypernet_dim)(state))))
+        v = dense(1)(nn.relu(dense(self.embed_dim)(state)))[..., 0]
+        hidden = nn.elu(jnp.einsum("...n,...ne->...e", qs, w1) + b1)
+        return jnp.einsum("...e,...e->...", hidden, w2) + v
+
+
+def sequential_under_vmap(fn):
+    """Wrap a parameter initialiser so that, when vmapped (a population), it runs once per member with
+    ``lax.map`` instead of batched; unvmapped it is ``fn`` itself.
+
+    Why: a vmapped orthogonal initialiser becomes a batched LAPACK QR on CPU, and jaxlib's batched QR
+    kernel waits on XLA's intra-op thread pool from inside that pool; when two such kernels run at once
+    on a 2-thread pool (a 2-core machine) each waits for the other forever (jaxlib 0.10: ``jit(vmap(init))``
+    of a GRU network with 2+ seeds hangs, every thread idle). Initialisation runs once, so the sequential
+    loop costs nothing that matters. ``fn`` must not close over traced values; map an inner axis with
+    ``lax.map`` (not ``vmap``) so that an outer vmap still reaches this rule.
+    """
+
+    @jax.custom_batching.custom_vmap
+    def wrapped(*args):
+        return fn(*args)
+
+    @wrapped.def_vmap
+    def rule(axis_size, in_batched, *args):
+        args = jax.tree.map(lambda x, b: x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x)),
+                            args, tuple(in_batched))
+        out = jax.lax.map(lambda a: fn(*a), args)
+        return out, jax.tree.map(lambda _: True, out)
+
+    return wrapped

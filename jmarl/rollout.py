@@ -1,0 +1,89 @@
+"""Pieces every algorithm shares when it acts in a batch of environments: random actions for fixed
+teams, per-step episode statistics, their in-program reduction, and evaluation on whole episodes.
+
+Shape legend: B envs, T steps, N agents in a team, A actions.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from jmarl.env import Environment, TimeStep
+from jmarl.spaces import Discrete
+
+
+def random_actions(space, key: jax.Array, avail: jax.Array) -> jax.Array:
+    """Uniform actions over the available ones: avail bool[B, N, A] -> i32[B, N] (or f32[B, N, A] for a Box)."""
+    if isinstance(space, Discrete):
+        return jax.random.categorical(key, jnp.where(avail, 0.0, -1e9)).astype(jnp.int32)
+    return space.sample(key, avail.shape[:2])
+
+
+def episode_info(info: dict) -> dict:
+    """The episode statistics of a TimeStep's info (EpisodeStats; ``won`` where the env reports it):
+    {"episode_return": {team: f32[..., N]}, "episode_length": i32[...], "won": bool[...]}."""
+    out = {"episode_return": info["episode_return"], "episode_length": info["episode_length"]}
+    if "won" in info:
+        out["won"] = info["won"]
+    return out
+
+
+def step_stats(ts: TimeStep) -> dict:
+    """What a rollout step records for ``episode_metrics``: episode statistics and whether one ended."""
+    return {"episode_done": ts.done, **episode_info(ts.info)}
+
+
+def episode_metrics(stats: dict) -> dict:
+    """Means over the episodes that finished in a rollout (stats leaves [T, B, ...] from ``step_stats``)."""
+    done = stats["episode_done"]
+    count = jnp.maximum(done.sum(), 1)
+    mean = lambda x: jnp.where(done, x, 0.0).sum() / count
+    out = {f"train/return/{t}": mean(r.sum(-1)) for t, r in stats["episode_return"].items()}
+    out["train/return"] = mean(sum(r.sum(-1) for r in stats["episode_return"].values()))
+    out["train/length"] = mean(stats["episode_length"])
+    out["train/episodes"] = done.sum()
+    if "won" in stats:
+        out["train/win_rate"] = mean(stats["won"].astype(jnp.float32))
+    return out
+
+
+# act(params, hidden, timestep [B], starts bool[B], key) -> (hidden, {team: actions [B, N, ...]})
+ActFn = Callable[[Any, Any, TimeStep, jax.Array, jax.Array], tuple[Any, dict]]
+
+
+def evaluate_episodes(env: Environment, act: ActFn, params, hidden, key: jax.Array, num_episodes: int) -> dict:
+    """Run ``num_episodes`` envs (static; ``env`` auto-resets and keeps episode statistics) until each has
+    finished one episode, acting with ``act``; ``hidden`` is the batch's initial recurrent state.
+
+    Returns means over the episodes: ``eval/return`` (sum over every agent of every team),
+    ``eval/return/{team}``, ``eval/length``, ``eval/finished`` (fraction done within ``env.max_steps``),
+    ``eval/win_rate`` where the env reports it, and ``eval/episode_returns``
+    f32[num_episodes].
+    """
+    B = num_episodes
+    k_reset, k_run = jax.random.split(key)
+    ts, state = jax.vmap(env.reset)(jax.random.split(k_reset, B))
+
+    def step(carry, _):
+        ts, state, hidden, starts, finished, first, key = carry
+        key, k_act, k_env = jax.random.split(key, 3)
+        hidden, actions = act(params, hidden, ts, starts, k_act)
+        ts, state = jax.vmap(env.step)(jax.random.split(k_env, B), state, actions)
+        take = ts.done & ~finished  # keep each env's first finished episode
+        first = jax.tree.map(lambda old, new: jnp.where(take.reshape(take.shape + (1,) * (new.ndim - 1)), new, old),
+                             first, episode_info(ts.info))
+        return (ts, state, hidden, ts.done, finished | ts.done, first, key), None
+
+    first = jax.tree.map(jnp.zeros_like, episode_info(ts.info))
+    carry = (ts, state, hidden, jnp.ones(B, bool), jnp.zeros(B, bool), first, k_run)
+    (_, _, _, _, finished, first, _), _ = jax.lax.scan(step, carry, None, env.max_steps)
+    out = {f"eval/return/{t}": r.sum(-1).mean() for t, r in first["episode_return"].items()}
+    out["eval/episode_returns"] = sum(r.sum(-1) for r in first["episode_return"].values())
+    out["eval/return"] = out["eval/episode_returns"].mean()
+    out["eval/length"] = first["episode_length"].mean()
+    out["eval/finished"] = finished.mean()
+    if "won" in first:
+        out["eval/win_rate"] = first["won"].mean()
+    return out
