@@ -28,7 +28,8 @@ from flax import struct
 from jmarl.config import ConfigError
 from jmarl.env import Environment, TimeStep
 from jmarl.networks import PolicyNet, ValueNet, apply_per_agent
-from jmarl.rollout import episode_metrics, evaluate_episodes, random_actions, step_stats
+from jmarl.opponents import with_fixed_teams
+from jmarl.rollout import episode_metrics, evaluate_episodes, step_stats
 from jmarl.spaces import Box, Discrete
 from jmarl.wrappers import AutoReset, EpisodeStats
 
@@ -56,7 +57,8 @@ class PPOConfig:
     num_evals: int = 10  # evaluations over the run; the run is cut into this many chunks
     eval_episodes: int = 32
     eval_greedy: bool = True
-    fixed_teams: tuple[str, ...] = ()  # teams that act uniformly at random and do not learn
+    fixed_teams: tuple[str, ...] = ()  # teams that do not learn: they play fixed_policy (jmarl/opponents.py)
+    fixed_policy: str = "random"  # "random", "heuristic" (the env's scripted policy) or a run directory
 
     @property
     def batch_size(self) -> int:
@@ -89,7 +91,7 @@ class PPOHparams:
 
 
 def validate(config: PPOConfig, env: Environment) -> None:
-    """Raise ConfigError, before anything compiles, for sizes that don't divide or unknown teams."""
+    """Raise ConfigError, before anything compiles, for sizes that don't divide (fixed teams: jmarl.opponents)."""
     if config.total_timesteps < config.batch_size:
         raise ConfigError(f"total_timesteps={config.total_timesteps} is less than one update's batch "
                           f"(num_envs x num_steps = {config.batch_size})")
@@ -100,11 +102,6 @@ def validate(config: PPOConfig, env: Environment) -> None:
         valid = [d for d in range(1, split + 1) if split % d == 0]
         raise ConfigError(f"num_minibatches={config.num_minibatches} does not divide {what}; "
                           f"valid num_minibatches: {valid}")
-    unknown = set(config.fixed_teams) - set(env.teams)
-    if unknown:
-        raise ConfigError(f"fixed_teams {sorted(unknown)} are not teams of {env.name}: {list(env.teams)}")
-    if set(config.fixed_teams) == set(env.teams):
-        raise ConfigError(f"every team of {env.name} is fixed; at least one must learn")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -160,9 +157,10 @@ class Trainer(NamedTuple):
 def make_train(config: PPOConfig, env: Environment) -> Trainer:
     """Build the training functions of IPPO/MAPPO for ``env``; checks the config first."""
     validate(config, env)
-    env = AutoReset(EpisodeStats(env))
+    # Fixed teams act inside the env (jmarl/opponents.py): every team this env shows learns.
+    env = AutoReset(EpisodeStats(with_fixed_teams(env, config.fixed_teams, config.fixed_policy)))
     teams = env.teams
-    learners = [t for t in teams if t not in config.fixed_teams]
+    learners = list(teams)
     E, T = config.num_envs, config.num_steps
     hidden_dim = config.hidden_dim if config.recurrent else 1
     net_kw = dict(hidden_dim=config.hidden_dim, num_layers=config.num_layers,
@@ -229,15 +227,12 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
 
     # --- acting ---------------------------------------------------------------------------------------
     def policy(params, hidden, timestep: TimeStep, starts, key, greedy: bool):
-        """Actions of every team for a batch of envs [B]: learners from their policy, fixed teams at random.
+        """Actions of every (learning) team for a batch of envs [B] from its policy.
         Returns (hidden, {team: actions [B, N, ...]}, {team: (dist, log_prob, action)})."""
         keys = jax.random.split(key, len(teams))
         actions, hidden, extras = {}, dict(hidden), {}
         for team, k in zip(teams, keys):
             avail = timestep.avail_actions[team]
-            if team not in learners:
-                actions[team] = random_actions(teams[team].action_space, k, avail)
-                continue
             n = teams[team].num_agents
             agent_starts = jnp.broadcast_to(starts[:, None], starts.shape + (n,))[None]
             h, out = apply_per_agent(actors[team], params[team]["actor"], hidden[team].actor,

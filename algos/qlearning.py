@@ -54,6 +54,7 @@ from flax import struct
 from jmarl.config import ConfigError
 from jmarl.env import Environment, TimeStep
 from jmarl.networks import QMixer, QNet, apply_per_agent, sequential_under_vmap
+from jmarl.opponents import with_fixed_teams
 from jmarl.rollout import episode_metrics, evaluate_episodes, random_actions, step_stats
 from jmarl.spaces import Discrete
 from jmarl.wrappers import AutoReset, EpisodeStats
@@ -91,7 +92,8 @@ class QLearningConfig:
     anneal_lr: bool = True
     num_evals: int = 10  # evaluations over the run; the run is cut into this many chunks
     eval_episodes: int = 32
-    fixed_teams: tuple[str, ...] = ()  # teams that act uniformly at random and do not learn
+    fixed_teams: tuple[str, ...] = ()  # teams that do not learn: they play fixed_policy (jmarl/opponents.py)
+    fixed_policy: str = "random"  # "random", "heuristic" (the env's scripted policy) or a run directory
 
     @property
     def batch_size(self) -> int:
@@ -132,7 +134,8 @@ class QLearningHparams:
 
 
 def validate(config: QLearningConfig, env: Environment) -> None:
-    """Raise ConfigError, before anything compiles, for sizes that don't fit or unknown teams."""
+    """Raise ConfigError, before anything compiles, for sizes that don't fit or continuous learners
+    (fixed teams: jmarl.opponents)."""
     if config.total_timesteps < config.batch_size:
         raise ConfigError(f"total_timesteps={config.total_timesteps} is less than one update's batch "
                           f"(num_envs x num_steps = {config.batch_size})")
@@ -156,11 +159,6 @@ def validate(config: QLearningConfig, env: Environment) -> None:
     if config.algo_variant == "replay" and config.learning_starts >= config.total_timesteps:
         raise ConfigError(f"learning_starts={config.learning_starts} >= total_timesteps={config.total_timesteps}: "
                           f"nothing would be learnt")
-    unknown = set(config.fixed_teams) - set(env.teams)
-    if unknown:
-        raise ConfigError(f"fixed_teams {sorted(unknown)} are not teams of {env.name}: {list(env.teams)}")
-    if set(config.fixed_teams) == set(env.teams):
-        raise ConfigError(f"every team of {env.name} is fixed; at least one must learn")
     for name, team in env.teams.items():
         if name not in config.fixed_teams and not isinstance(team.action_space, Discrete):
             raise ConfigError(f"Q-learning needs discrete actions; team {name!r} of {env.name} has "
@@ -257,9 +255,10 @@ def replay_memory_bytes(config: QLearningConfig, env: Environment) -> int:
 def make_train(config: QLearningConfig, env: Environment) -> Trainer:
     """Build the training functions of IQL/VDN/QMIX for ``env``; checks the config first."""
     validate(config, env)
-    env = AutoReset(EpisodeStats(env))
+    # Fixed teams act inside the env (jmarl/opponents.py): every team this env shows learns.
+    env = AutoReset(EpisodeStats(with_fixed_teams(env, config.fixed_teams, config.fixed_policy)))
     teams = env.teams
-    learners = [t for t in teams if t not in config.fixed_teams]
+    learners = list(teams)
     E, T = config.num_envs, config.num_steps
     H = config.hidden_dim if config.recurrent else 1
     pqn = config.algo_variant == "pqn"
@@ -332,16 +331,13 @@ def make_train(config: QLearningConfig, env: Environment) -> Trainer:
 
     # --- acting ---------------------------------------------------------------------------------------
     def policy(params, hidden, timestep: TimeStep, starts, key, greedy: bool = True, epsilon=0.0):
-        """Epsilon-greedy actions among the available ones for a batch of envs [B]; fixed teams act at random.
+        """Epsilon-greedy actions among the available ones for a batch of envs [B], for every (learning) team.
         hidden {team: f32[B, N, H]}, starts bool[B]. Returns (hidden, {team: i32[B, N]}, {team: q f32[B, N, A]})."""
         actions, hidden, qs = {}, dict(hidden), {}
         for team, k in zip(teams, jax.random.split(key, len(teams))):
             avail = timestep.avail_actions[team]
             k_random, k_explore = jax.random.split(k)
             random = random_actions(teams[team].action_space, k_random, avail)
-            if team not in learners:
-                actions[team] = random
-                continue
             agent_starts = jnp.broadcast_to(starts[:, None], avail.shape[:2])
             h, q = apply_per_agent(nets[team], params[team]["agent"], hidden[team],
                                    agent_input(team, flat(team, timestep.obs[team]))[None], agent_starts[None],

@@ -9,6 +9,10 @@ Observations (N = 2: 8 for the adversary, 10 for a good agent):
 
 Rewards: an adversary gets ``-dist(itself, goal)``; every good agent gets
 ``-min over good agents of dist(goal) + sum over adversaries of dist(goal)``.
+
+Scripted heuristic (``heuristic_actions``, from the state): adversaries head for the goal (they are told
+it: a strong opponent); good agent i heads for landmark i (mod N), so the goal is covered and so is
+every decoy.
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jmarl.envs.mpe.core import DEFAULT_ACCEL, Geometry, MPEEnv, MPEState, World, uniform
+from jmarl.envs.mpe.core import DEFAULT_ACCEL, Geometry, MPEEnv, MPEState, World, steer, uniform
 
 AGENT_SIZE, LANDMARK_SIZE = 0.15, 0.08
 
@@ -75,3 +79,16 @@ class SimpleAdversary(MPEEnv):
         to_goal = jnp.sum(geo.dist[:, :self.world.num_landmarks] * self._goal_mask(state), axis=1)  # f32[A]
         good = jnp.sum(to_goal[:na]) - jnp.min(to_goal[na:])
         return {"adversaries": -to_goal[:na], "agents": jnp.full((ng,), good, jnp.float32)}
+
+    def heuristic_actions(self, key: jax.Array, state: AdversaryState, team: str) -> jax.Array:
+        """The scripted policy of ``team`` (deterministic): i32[N] moves, or f32[N, 5] with
+        ``continuous_actions``."""
+        na, ng = self.team_sizes["adversaries"], self.team_sizes["agents"]
+        if team == "adversaries":
+            goal = jnp.sum(state.landmark_pos * self._goal_mask(state)[:, None], axis=0)  # f32[2]
+            direction = goal[None] - state.agent_pos[:na]
+        elif team == "agents":
+            direction = state.landmark_pos[jnp.arange(ng) % self.world.num_landmarks] - state.agent_pos[na:]
+        else:
+            raise ValueError(f"mpe_adversary: no team {team!r}; teams are {list(self.team_sizes)}")
+        return steer(direction, self.config.continuous_actions)

@@ -121,6 +121,24 @@ def action_force(world: World, actions: jax.Array, continuous: bool) -> jax.Arra
     return u * accel
 
 
+# Unit force of each discrete move (mpe2 encoding): 0 no-op, 1 left, 2 right, 3 down, 4 up.
+MOVES = np.array([[0.0, 0.0], [-1.0, 0.0], [1.0, 0.0], [0.0, -1.0], [0.0, 1.0]], np.float32)
+
+
+def steer(direction: jax.Array, continuous: bool) -> jax.Array:
+    """Actions that push along ``direction`` f32[N, 2] (the scripted heuristics' output layer).
+
+    Discrete: i32[N], the move best aligned with the direction (the dominant axis; no-op for a zero
+    direction). Continuous: f32[N, 5], each move's alignment scaled so the dominant axis is 1, which
+    ``action_force`` decodes to a force along ``direction`` itself.
+    """
+    alignment = direction @ MOVES.T  # f32[N, 5]; column 0 (no-op) is 0
+    if not continuous:
+        return jnp.argmax(alignment, axis=-1).astype(jnp.int32)
+    scale = jnp.maximum(jnp.max(jnp.abs(direction), axis=-1, keepdims=True), 1e-6)
+    return jnp.clip(alignment / scale, 0.0, 1.0)
+
+
 def contact_forces(world: World, geo: Geometry) -> jax.Array:
     """f32[A, 2]: mpe2's softened contact force on each agent, summed over the entities it collides
     with (landmarks are immovable, so nothing acts on them)."""

@@ -6,6 +6,8 @@ agents are silent, so the comm slots are the zeros mpe2 shows.
 
 Reward of agent i: ``(1 - local_ratio) * global + local_ratio * local_i`` with ``global = -sum over
 landmarks of the distance to the closest agent`` and ``local_i = -(number of other agents touching i)``.
+
+Scripted heuristic (``heuristic_actions``): agent i heads for landmark i (mod L), a fixed assignment.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
-from jmarl.envs.mpe.core import DEFAULT_ACCEL, DIM_C, Geometry, MPEEnv, MPEState, World, uniform_positions
+from jmarl.envs.mpe.core import DEFAULT_ACCEL, DIM_C, Geometry, MPEEnv, MPEState, World, steer, uniform_positions
 
 AGENT_SIZE = 0.15
 LANDMARK_SIZE = 0.05  # mpe2's default entity size; landmarks do not collide here
@@ -63,3 +65,14 @@ class SimpleSpread(MPEEnv):
         coverage = -jnp.sum(jnp.min(geo.dist[:, :num_landmarks], axis=0))  # f32[]: closest agent per landmark
         ratio = self.config.local_ratio
         return {"agents": coverage * (1.0 - ratio) + local * ratio}
+
+    def heuristic_actions(self, key: jax.Array, state: MPEState, team: str = "agents") -> jax.Array:
+        """The scripted policy (deterministic): agent i heads for landmark i mod L (no landmarks: stay).
+        i32[N] moves, or f32[N, 5] with ``continuous_actions``."""
+        if team != "agents":
+            raise ValueError(f"mpe_spread: no team {team!r}; the team is 'agents'")
+        n, num_landmarks = self.world.num_agents, self.world.num_landmarks
+        if num_landmarks == 0:
+            return steer(jnp.zeros((n, 2)), self.config.continuous_actions)
+        target = state.landmark_pos[jnp.arange(n) % num_landmarks]  # f32[N, 2]
+        return steer(target - state.agent_pos, self.config.continuous_actions)
