@@ -6,6 +6,8 @@ team API: each is a complete environment in a few dozen lines).
 - ``probe_two_step``: the two-step game of the QMIX paper. Agent 0's first action picks matrix A
   (every joint action pays 7) or matrix B ([[0, 1], [1, 8]]); the reward comes only at step two, so
   the first choice needs credit assigned through time. Optimum 8.
+- ``probe_continuous``: a one-step cooperative game with Box actions: each agent should output the
+  target it observes. Optimum 0 (see ``ContinuousProbe``).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jmarl.env import Environment, Team, TimeStep
-from jmarl.spaces import Discrete
+from jmarl.spaces import Box, Discrete
 
 MATRIX_PAYOFF = jnp.array([[5.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 10.0]])
 TWO_STEP_B = jnp.array([[0.0, 1.0], [1.0, 8.0]])
@@ -85,3 +87,50 @@ class TwoStepGame(_Probe):
         stage = jnp.where(first, 1 + a[0], state.stage)
         state = ProbeState(state.step + 1, stage)
         return self._timestep(state, reward, ~first), state
+
+
+@struct.dataclass
+class ContinuousProbeState:
+    target: jax.Array  # f32[2, 2]: where each agent should put its action
+
+
+class ContinuousProbe(Environment):
+    """``probe_continuous``: a one-step cooperative game with Box actions and a known optimum.
+
+    Two agents in team "agents", actions f32[2, 2] in [-1, 1]^2. Each episode draws a target per agent,
+    uniform in [-0.8, 0.8]^2, and shows agent i its own target (obs f32[2, 2]; the global state is both,
+    f32[4]). The shared reward is ``-mean_i ||a_i - target_i||^2``, so the optimum is a_i = target_i with
+    team return 0; uniformly random actions score about -2.2 (team return: sum over the 2 agents).
+    """
+
+    @dataclass(frozen=True)
+    class Config:
+        pass
+
+    name, max_steps = "probe_continuous", 1
+
+    def __init__(self, config=Config()):
+        self.config = config
+
+    @property
+    def teams(self):
+        return {"agents": Team(2, (2,), Box(-1.0, 1.0, (2,)))}
+
+    @property
+    def global_state_shape(self):
+        return (4,)
+
+    def _timestep(self, state, reward, done):
+        return TimeStep(
+            obs={"agents": state.target}, reward={"agents": jnp.full((2,), reward, jnp.float32)},
+            terminated=done, truncated=jnp.zeros((), bool), global_state=state.target.reshape(-1),
+            avail_actions={"agents": jnp.ones((2, 1), bool)})
+
+    def _reset(self, key):
+        state = ContinuousProbeState(jax.random.uniform(key, (2, 2), jnp.float32, -0.8, 0.8))
+        return self._timestep(state, 0.0, jnp.zeros((), bool)), state
+
+    def _step(self, key, state, actions):
+        a = jnp.clip(actions["agents"], -1.0, 1.0)
+        reward = -jnp.mean(jnp.sum(jnp.square(a - state.target), axis=-1))
+        return self._timestep(state, reward, jnp.ones((), bool)), state

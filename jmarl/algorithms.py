@@ -20,6 +20,7 @@ ALGORITHMS: dict[str, tuple[str, dict[str, Any]]] = {
     "iql": ("jmarl.algos.qlearning", {"mixer": "none"}),
     "vdn": ("jmarl.algos.qlearning", {"mixer": "vdn"}),
     "qmix": ("jmarl.algos.qlearning", {"mixer": "qmix"}),
+    "maddpg": ("jmarl.algos.maddpg", {}),
 }
 
 

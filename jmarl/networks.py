@@ -168,3 +168,27 @@ def sequential_under_vmap(fn):
         return out, jax.tree.map(lambda _: True, out)
 
     return wrapped
+
+
+class DeterministicActor(nn.Module):
+    """MADDPG's actor, feed-forward: actions f32[T, B, A] squashed into ``[low, high]`` by a tanh (Box), or
+    action logits f32[T, B, A] for the Gumbel-softmax relaxation (``low = high = None``: Discrete).
+
+    The critic that scores it is a ``ValueNet`` on the concatenated observations and actions (Q(x, a)).
+    The small head init starts Box actions at the middle of the box.
+    """
+
+    num_actions: int
+    low: float | None = None
+    high: float | None = None
+    hidden_dim: int = 64
+    num_layers: int = 2
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, hidden, inputs, starts):
+        hidden, x = Torso(self.hidden_dim, self.num_layers, self.activation)(hidden, inputs, starts)
+        out = nn.Dense(self.num_actions, kernel_init=orthogonal(0.01), bias_init=constant(0.0))(x)
+        if self.low is None:
+            return hidden, out
+        return hidden, self.low + 0.5 * (jnp.tanh(out) + 1.0) * (self.high - self.low)

@@ -17,6 +17,7 @@ _REGISTRY: dict[str, Union[str, type]] = {
     "smax": "jmarl.envs.smax.env:SMAX",
     "probe_matrix": "jmarl.envs.probes:MatrixGame",
     "probe_two_step": "jmarl.envs.probes:TwoStepGame",
+    "probe_continuous": "jmarl.envs.probes:ContinuousProbe",
 }
 
 
