@@ -114,6 +114,41 @@ def _list(_args) -> int:
     return 0
 
 
+def _reproduce(args) -> int:
+    """``jmarl reproduce PRESET``: train a preset's entries, append rows to the results store, redraw the table."""
+    from jmarl import reproduce
+
+    if args.list:
+        print(reproduce.describe_presets())
+        return 0
+    if args.overrides:
+        raise ConfigError(f"reproduce runs presets as published; KEY=VALUE settings {args.overrides} are not taken")
+    if not args.preset:
+        raise ConfigError(f"give a preset: {sorted(reproduce.PRESETS)} (see `jmarl reproduce --list`)")
+    command = reproduce.command_line(args.preset, args.seeds, args.steps, args.scale, args.only)
+    rows = reproduce.reproduce(args.preset, seeds=args.seeds, steps=args.steps, scale=args.scale, only=args.only,
+                               out=args.out, results_file=args.results, command=command, quiet=args.quiet)
+    print(f"{len(rows)} row(s) appended to {args.results}; table: {Path(args.results).with_suffix('.md')}")
+    return 0
+
+
+def _add_reproduce_parser(sub) -> None:
+    from jmarl.reproduce import RESULTS_JSONL
+
+    p = sub.add_parser("reproduce", help="run a preset of published settings; append rows to the results table")
+    p.add_argument("preset", nargs="?", help="preset name (see --list)")
+    p.add_argument("--list", action="store_true", help="show the presets, their entries and budgets")
+    p.add_argument("--seeds", type=int, help="seeds per entry, all in one program (default: the preset's)")
+    p.add_argument("--steps", type=int, help="env steps per seed for every entry instead of the preset's budget")
+    p.add_argument("--scale", type=float, help="multiply every entry's budget by this")
+    p.add_argument("--only", nargs="+", help="entries to run: algorithm, environment label or entry name")
+    p.add_argument("--out", help="parent of the run directories (default runs/reproduce/PRESET_TIME)")
+    p.add_argument("--results", default=str(RESULTS_JSONL),
+                   help="results store (JSONL); the .md beside it is regenerated")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_reproduce)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jmarl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -134,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--samples", type=int, default=0, help="random-search draws for log:/uniform: ranges")
         p.set_defaults(func=lambda a, sweep=(name == "sweep"): _run(a, sweep), samples=0)
     sub.add_parser("list", help="environments and algorithms").set_defaults(func=_list)
+    _add_reproduce_parser(sub)
     return parser
 
 

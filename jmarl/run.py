@@ -220,6 +220,8 @@ def _summarise(run_dir, resolved, pop, final, env, compile_s, train_s, steps) ->
         agg = aggregate(per_member[members])
         configs.append({"config_id": c, "hparams": _hparams_dict(pop.hparams[members[0]]),
                         "seeds": [pop.seeds[i] for i in members], "returns": per_member[members].tolist(), **agg})
+        if "eval/win_rate" in final:  # envs that report wins (SMAX): the final win rate of each seed too
+            configs[-1]["win_rates"] = np.asarray(final["eval/win_rate"])[members].tolist()
     best = max(configs, key=lambda r: r["mean"])
     results = {"algo": resolved.algo, "env": resolved.env, "final_episodes": int(final_returns.shape[1]),
                "configs": configs, "best": best, "aggregate": aggregate(per_member),

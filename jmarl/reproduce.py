@@ -1,0 +1,428 @@
+"""Reproduction suite: published settings as presets, one command, one results table.
+
+A preset is a named list of entries; an entry is one (algorithm, environment) with the settings to train it
+at, its total budget, and the published figure it is compared against (with where that figure comes from
+and what it measures). ``jmarl reproduce PRESET --seeds N`` trains every entry (all seeds of an entry in
+one program, through ``jmarl.run.train``), appends one JSON row per entry to ``docs/results.jsonl`` and
+regenerates ``docs/results.md`` from every row there.
+
+    jmarl reproduce --list
+    jmarl reproduce jmarl_mpe --seeds 4                    # the full budgets
+    jmarl reproduce jmarl_mpe --seeds 2 --steps 2000000 --only ippo mappo   # shrunk (recorded in the row)
+
+Presets:
+
+- ``jaxmarl_mpe`` / ``jaxmarl_smax``: JaxMARL's baselines at the hyperparameters of its config files
+  (cited per entry), against the figures JaxMARL reports.
+- ``jmarl_mpe`` / ``jmarl_smax``: jmarl's own defaults (the algorithms' ``PRESETS``), same budgets and
+  figures.
+- ``smoke``: seconds on the probe matrix game; what the test runs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import jax
+import numpy as np
+
+import jmarl
+from jmarl.algorithms import ResolvedConfig, algorithm_module, resolve
+from jmarl.bench import machine
+from jmarl.config import ConfigError
+from jmarl.registry import make
+from jmarl.stats import aggregate
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+RESULTS_JSONL = DOCS / "results.jsonl"
+
+# What each metric is, as the table states it; the key is what the row reads from the final evaluation.
+METRICS: dict[str, str] = {
+    "return": "greedy team return (sum over agents of the episode return), final evaluation",
+    "win_rate": "greedy win rate, final evaluation",
+}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Presets
+# ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Published:
+    """A figure to compare against: its value (None where nothing is published), source and what it is."""
+
+    value: float | None
+    source: str
+    measures: str = ""  # how the figure was measured, where it differs from the row's metric
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One (algorithm, environment) of a preset: trained at ``overrides`` for ``total_timesteps`` per seed.
+
+    ``use_preset``: start from the algorithm's own ``PRESETS[env]`` (jmarl's defaults) or from the bare
+    defaults (published settings, which state every value they set).
+    """
+
+    algo: str
+    env: str
+    total_timesteps: int
+    published: Published
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)
+    use_preset: bool = True
+    metric: Literal["return", "win_rate"] = "return"
+    settings_source: str = "jmarl defaults (the algorithm's PRESETS)"
+    note: str = ""  # what of the published settings jmarl cannot mirror
+
+    @property
+    def env_label(self) -> str:
+        """``mpe_spread``, ``smax 2s3z``: the environment as the table groups it."""
+        kw = dict(self.env_kwargs)
+        scenario = kw.pop("scenario", None)
+        rest = ", ".join(f"{k}={v}" for k, v in sorted(kw.items()))
+        return " ".join(p for p in (self.env, scenario, f"({rest})" if rest else None) if p)
+
+    @property
+    def name(self) -> str:
+        return f"{self.algo}/{self.env_label.replace(' ', '_')}"
+
+    def resolved(self, total_timesteps: int) -> ResolvedConfig:
+        """The entry's config at ``total_timesteps``: every key checked by ``jmarl.algorithms.resolve``."""
+        overrides = {**self.overrides, **{f"env.{k}": v for k, v in self.env_kwargs.items()},
+                     "total_timesteps": total_timesteps}
+        return resolve(self.algo, self.env, overrides, use_preset=self.use_preset)
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    entries: tuple[Entry, ...]
+    default_seeds: int = 4
+
+
+# Published figures (see ../shared/ANCHORS.md of the project for how each was obtained).
+_PAPER = "JaxMARL paper (Rutherford et al., 2024)"
+MPE_FIGURES: dict[str, Published] = {
+    "ippo": Published(-61.6, "JaxMARL baselines/IPPO/ippo_ff_mpe.py at its config, run on a 2-core CPU, 2 seeds, "
+                      "1e7 steps (2026-11-22)", "stochastic 26-step training episodes"),
+    "mappo": Published(None, "JaxMARL publishes no MPE spread figure for MAPPO"),
+    "iql": Published(-40.0, f"{_PAPER}, MPE simple_spread Q-learning figure, read off the plot", "about 1e7 steps"),
+    "vdn": Published(-33.0, f"{_PAPER}, MPE simple_spread Q-learning figure, read off the plot", "about 1e7 steps"),
+    "qmix": Published(-50.0, f"{_PAPER}, MPE simple_spread Q-learning figure, read off the plot", "about 1e7 steps"),
+}
+_SMAX_WIN = {"2s3z": (0.90, 1.00), "3s5z": (0.55, 0.70)}  # (IPPO, MAPPO) after 1e7 steps, recurrent
+
+
+def smax_figure(algo: str, scenario: str) -> Published:
+    if scenario not in _SMAX_WIN:
+        return Published(None, f"JaxMARL publishes no {scenario} figure")
+    value = _SMAX_WIN[scenario][0 if algo == "ippo" else 1]
+    return Published(value, f"{_PAPER}, SMAX figure, recurrent {algo.upper()} after 1e7 steps, read off the plot")
+
+
+_JAXMARL = "FLAIROx/JaxMARL "
+# JaxMARL's configs, key by key (UPDATE_EPOCHS -> num_epochs, FC_DIM_SIZE = GRU_HIDDEN_DIM -> hidden_dim, ...).
+JAXMARL_IPPO_FF_MPE = dict(num_envs=16, num_steps=128, num_epochs=4, num_minibatches=4, hidden_dim=64,
+                           num_layers=2, activation="tanh", anneal_lr=True, lr=2.5e-4, gamma=0.99,
+                           gae_lambda=0.95, clip_eps=0.2, ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5)
+JAXMARL_MAPPO_RNN_MPE = dict(JAXMARL_IPPO_FF_MPE, hidden_dim=128, recurrent=True, lr=2e-3)
+JAXMARL_QL_RNN_MPE = dict(num_envs=8, num_steps=25, buffer_size=5000 * 25, sample_batch_size=32,
+                          sample_sequence_length=25, sample_period=25, hidden_dim=64, recurrent=True,
+                          mixer_embed_dim=32, mixer_hypernet_dim=128, num_epochs=1, learning_starts=10_000,
+                          anneal_lr=True, team_reward="sum", lr=5e-3, gamma=0.9, eps_start=1.0,
+                          eps_finish=0.05, eps_anneal_frac=0.1, max_grad_norm=25.0, target_update_period=200.0,
+                          tau=1.0)
+JAXMARL_IPPO_RNN_SMAX = dict(num_envs=128, num_steps=128, num_epochs=4, num_minibatches=4, hidden_dim=128,
+                             activation="relu", recurrent=True, anneal_lr=True, lr=4e-3, gamma=0.99,
+                             gae_lambda=0.95, clip_eps=0.05, ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.25)
+JAXMARL_MAPPO_RNN_SMAX = dict(JAXMARL_IPPO_RNN_SMAX, lr=2e-3, clip_eps=0.2, ent_coef=0.0)
+_QL_NOTE = ("JaxMARL's episodes are 26 steps (NUM_STEPS 26) where jmarl's are 25; MIXER_INIT_SCALE 0.001 "
+            "is not mirrored")
+_SMAX_NOTE = ("JaxMARL's HeuristicEnemySMAX with attack_mode=closest (jmarl's default target_mode=closest); "
+              "see_enemy_actions and walls_cause_death have no jmarl counterpart")
+
+
+def _jaxmarl_mpe() -> tuple[Entry, ...]:
+    ql = "baselines/QLearning/config/alg/ql_rnn_mpe.yaml"
+    settings = {"ippo": (JAXMARL_IPPO_FF_MPE, "baselines/IPPO/config/ippo_ff_mpe.yaml", ""),
+                "mappo": (JAXMARL_MAPPO_RNN_MPE, "baselines/MAPPO/config/mappo_homogenous_rnn_mpe.yaml",
+                          "jmarl's GRU networks use one width for the dense layers and the GRU (both 128 here)"),
+                "iql": (JAXMARL_QL_RNN_MPE, ql, _QL_NOTE), "vdn": (JAXMARL_QL_RNN_MPE, ql, _QL_NOTE),
+                "qmix": (JAXMARL_QL_RNN_MPE, ql, _QL_NOTE)}
+    return tuple(Entry(algo, "mpe_spread", 10_000_000, MPE_FIGURES[algo], overrides=over, use_preset=False,
+                       settings_source=_JAXMARL + path, note=note)
+                 for algo, (over, path, note) in settings.items())
+
+
+def _jaxmarl_smax() -> tuple[Entry, ...]:
+    settings = {"ippo": (JAXMARL_IPPO_RNN_SMAX, "baselines/IPPO/config/ippo_rnn_smax.yaml"),
+                "mappo": (JAXMARL_MAPPO_RNN_SMAX, "baselines/MAPPO/config/mappo_homogenous_rnn_smax.yaml")}
+    return tuple(Entry(algo, "smax", 10_000_000, smax_figure(algo, scenario),
+                       env_kwargs=dict(scenario=scenario), overrides=over,
+                       use_preset=False, metric="win_rate", settings_source=_JAXMARL + path, note=_SMAX_NOTE)
+                 for scenario in ("2s3z", "3s5z") for algo, (over, path) in settings.items())
+
+
+def _jmarl_mpe() -> tuple[Entry, ...]:
+    return tuple(Entry(algo, "mpe_spread", 10_000_000, MPE_FIGURES[algo])
+                 for algo in ("ippo", "mappo", "iql", "vdn", "qmix"))
+
+
+def _jmarl_smax() -> tuple[Entry, ...]:
+    return tuple(Entry(algo, "smax", 10_000_000, smax_figure(algo, scenario), env_kwargs=dict(scenario=scenario),
+                       metric="win_rate")
+                 for scenario in ("3m", "2s3z", "3s5z") for algo in ("ippo", "mappo"))
+
+
+# The probe matrix game pays 10 to each of its 2 agents at its optimum (envs/probes.py).
+_PROBE_OPTIMUM = Published(20.0, "optimum of probe_matrix (envs/probes.py): payoff 10 to each of 2 agents")
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (
+    Preset("jaxmarl_mpe", "JaxMARL's MPE spread baselines at its published hyperparameters", _jaxmarl_mpe()),
+    Preset("jaxmarl_smax", "JaxMARL's recurrent IPPO/MAPPO SMAX baselines at its published hyperparameters",
+           _jaxmarl_smax()),
+    Preset("jmarl_mpe", "jmarl's own MPE spread defaults (algos' PRESETS) at the published budget", _jmarl_mpe()),
+    Preset("jmarl_smax", "jmarl's own SMAX defaults (algos' PRESETS) at the published budget", _jmarl_smax()),
+    Preset("smoke", "seconds on the probe matrix game: checks the pipeline end to end",
+           # Small networks and few chunks: compiling dominates a run this short.
+           (Entry("ippo", "probe_matrix", 16 * 8 * 40, _PROBE_OPTIMUM,
+                  overrides=dict(hidden_dim=16, num_layers=1, num_evals=2, eval_episodes=8)),),
+           default_seeds=2),
+)}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}. Presets: {sorted(PRESETS)} (see `jmarl reproduce --list`)")
+    return PRESETS[name]
+
+
+def describe_presets() -> str:
+    """What ``jmarl reproduce --list`` prints: every preset with its entries, budgets and figures."""
+    lines = []
+    for p in PRESETS.values():
+        lines.append(f"{p.name}: {p.description} (default {p.default_seeds} seeds)")
+        for e in p.entries:
+            pub = format_value(e.published.value, e.metric)
+            lines.append(f"  {e.name:<20} {format_steps(e.total_timesteps):>6} steps  published {pub:<6} "
+                         f"settings: {e.settings_source}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Running a preset
+# ----------------------------------------------------------------------------------------------------
+def budget(entry: Entry, steps: int | None, scale: float | None) -> int:
+    """The budget actually run: the entry's, or ``steps``, or the entry's times ``scale``."""
+    if steps is not None and scale is not None:
+        raise ConfigError("give --steps or --scale, not both")
+    if steps is not None:
+        return int(steps)
+    return int(round(entry.total_timesteps * scale)) if scale is not None else entry.total_timesteps
+
+
+def select(preset: Preset, only: Sequence[str] | None) -> list[Entry]:
+    """Entries whose algorithm, environment (name or label) or entry name is in ``only`` (all without it)."""
+    if not only:
+        return list(preset.entries)
+    chosen = [e for e in preset.entries if {e.algo, e.env, e.env_label, e.name} & set(only)]
+    if not chosen:
+        raise ConfigError(f"--only {list(only)} matches no entry of {preset.name}: "
+                          f"{[e.name for e in preset.entries]}")
+    return chosen
+
+
+def validate(entries: Sequence[Entry], steps: int | None, scale: float | None) -> list[ResolvedConfig]:
+    """Resolve every entry and check its sizes against its environment before anything trains, so a bad
+    entry late in a preset fails in seconds, not after hours."""
+    out = []
+    for e in entries:
+        try:
+            resolved = e.resolved(budget(e, steps, scale))
+            # make_train only checks and builds closures (nothing compiles): it catches sizes that don't divide.
+            algorithm_module(e.algo).make_train(resolved.config, make(e.env, **resolved.env_kwargs))
+        except (ConfigError, ValueError) as err:
+            raise ConfigError(f"entry {e.name}: {err}") from err
+        out.append(resolved)
+    return out
+
+
+def hardware() -> dict:
+    return {"machine": machine(), "backend": jax.default_backend(), "jax": jax.__version__,
+            "devices": [d.device_kind for d in jax.devices()]}
+
+
+def result_row(preset: str, entry: Entry, resolved: ResolvedConfig, results: dict, wall: float, command: str,
+               run_dir: Path) -> dict:
+    """The JSON row of one trained entry; statistics from ``jmarl.stats.aggregate`` over the seeds."""
+    config = results["configs"][0]
+    if entry.metric == "win_rate" and "win_rates" not in config:
+        raise ConfigError(f"{entry.name}: the final evaluation reported no win rate")
+    values = config["win_rates"] if entry.metric == "win_rate" else config["returns"]
+    agg = aggregate(np.asarray(values))
+    cfg = resolved.config
+    return {
+        "preset": preset, "name": entry.name, "algo": entry.algo, "env": entry.env, "env_label": entry.env_label,
+        "env_kwargs": resolved.env_kwargs, "env_steps": cfg.num_updates * cfg.batch_size,
+        "budget": entry.total_timesteps, "scaled": cfg.total_timesteps != entry.total_timesteps,
+        "seeds": len(values), "seed_list": config["seeds"],
+        "metric": entry.metric, "metric_description": METRICS[entry.metric],
+        "mean": agg["mean"], "ci": [agg["mean_lo"], agg["mean_hi"]], "iqm": agg["iqm"],
+        "iqm_ci": [agg["iqm_lo"], agg["iqm_hi"]], "per_seed": [float(v) for v in values],
+        "final_returns": config["returns"],
+        "published": dataclasses.asdict(entry.published), "settings_source": entry.settings_source,
+        "note": entry.note, "wall_seconds": wall, "compile_seconds": results["compile_seconds"],
+        "train_seconds": results["train_seconds"], "env_steps_per_second": results["env_steps_per_second"],
+        "hardware": hardware(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": command, "run_dir": str(run_dir), "jmarl_version": jmarl.__version__,
+        "config": resolved.to_dict(),
+    }
+
+
+def reproduce(preset_name: str, *, seeds: int | None = None, steps: int | None = None, scale: float | None = None,
+              only: Sequence[str] | None = None, out: str | Path | None = None,
+              results_file: str | Path = RESULTS_JSONL, command: str = "", quiet: bool = False) -> list[dict]:
+    """Train every selected entry of a preset (seeds in one program each), append a row per entry to
+    ``results_file`` and regenerate the markdown table beside it. Returns the new rows."""
+    preset = get_preset(preset_name)
+    if seeds is not None and seeds < 1:
+        raise ConfigError(f"--seeds {seeds}: need at least 1")
+    seeds = seeds or preset.default_seeds
+    entries = select(preset, only)
+    resolved_all = validate(entries, steps, scale)
+    from jmarl.run import Population, train  # heavy imports (orbax, plotting) only once there is work to do
+
+    out = Path(out or f"runs/reproduce/{preset.name}_{time.strftime('%Y%m%d-%H%M%S')}")
+    results_file = Path(results_file)
+    rows = []
+    for entry, resolved in zip(entries, resolved_all):
+        run_dir = out / entry.name.replace("/", "_")
+        if not quiet:
+            print(f"jmarl reproduce {preset.name}: {entry.name}, {seeds} seed(s) x "
+                  f"{resolved.config.total_timesteps:,} steps -> {run_dir}", flush=True)
+        pop = Population.grid([resolved.hparams], list(range(seeds)))
+        t0 = time.perf_counter()
+        results = train(resolved, pop, run_dir, quiet=quiet, wandb="disabled")
+        row = result_row(preset.name, entry, resolved, results, time.perf_counter() - t0, command, run_dir)
+        append_row(results_file, row)
+        rows.append(row)
+        if not quiet:
+            print(f"  {mean_ci_text(row)} (95% CI), published {format_value(row['published']['value'], row['metric'])}"
+                  f", {row['wall_seconds']:.0f} s", flush=True)
+    write_markdown(results_file)
+    return rows
+
+
+def append_row(path: Path, row: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def read_rows(path: str | Path) -> list[dict]:
+    """Every row of a results store (none if it does not exist yet)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+# ----------------------------------------------------------------------------------------------------
+# The results table
+# ----------------------------------------------------------------------------------------------------
+def format_value(x: float | None, metric: str) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{100 * x:.0f}%" if metric == "win_rate" else f"{x:.1f}"
+
+
+def mean_ci_text(row: dict) -> str:
+    """``-35.8 [-36.0, -35.7]``, or percentages for win rates."""
+    m = row["metric"]
+    return f"{format_value(row['mean'], m)} [{format_value(row['ci'][0], m)}, {format_value(row['ci'][1], m)}]"
+
+
+def format_steps(n: float) -> str:
+    """2000000 -> ``2.0e6``."""
+    exponent = int(math.floor(math.log10(n))) if n > 0 else 0
+    return f"{n / 10 ** exponent:.1f}e{exponent}"
+
+
+def _budget_text(row: dict) -> str:
+    text = format_steps(row["env_steps"])
+    return f"{text} (of {format_steps(row['budget'])})" if row["scaled"] else text
+
+
+def render_markdown(rows: Sequence[dict]) -> str:
+    """docs/results.md: one table per environment, a row per result, then the numbered sources and
+    machines that the rows cite."""
+    notes: list[str] = []
+
+    def note(text: str) -> str:
+        if text not in notes:
+            notes.append(text)
+        return f"[{notes.index(text) + 1}]"
+
+    lines = ["# Results", "",
+             "Every row was produced by `jmarl reproduce` (the command is in the row) and is generated from",
+             "`docs/results.jsonl` by `jmarl.reproduce.write_markdown`; do not edit by hand. jmarl's value is the",
+             "mean over seeds of the final greedy evaluation with its 95% stratified-bootstrap CI (`jmarl.stats`);",
+             "all seeds of a row train in one program. Budget: env steps per seed; \"x (of y)\" means the run was",
+             "shrunk from the preset's budget y with `--steps`/`--scale`, so it is not yet a like-for-like",
+             "comparison with the published figure. Wall: whole command for the row (compile, training, final",
+             "evaluation); env steps/s counts every seed.", ""]
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(row["env_label"], []).append(row)
+    for label, group in groups.items():
+        metrics = sorted({r["metric"] for r in group})
+        lines += [f"## {label}", "", "Metric: " + "; ".join(METRICS[m] for m in metrics) + ".", "",
+                  "| algo | preset | budget | seeds | jmarl [95% CI] | IQM | published | wall | env steps/s "
+                  "| hardware | date | command |",
+                  "|---|---|---:|---:|---|---:|---|---:|---:|---|---|---|"]
+        for r in group:
+            m = r["metric"]
+            pub = r["published"]
+            source = pub["source"] + (f" ({pub['measures']})" if pub.get("measures") else "")
+            published = f"{format_value(pub['value'], m)} {note(source)}"
+            lines.append(
+                f"| {r['algo']} | {r['preset']} | {_budget_text(r)} | {r['seeds']} | {mean_ci_text(r)} | "
+                f"{format_value(r['iqm'], m)} | {published} | {r['wall_seconds']:.0f} s | "
+                f"{r['env_steps_per_second']:.3g} | {note(r['hardware']['machine'])} | {r['date'][:10]} | "
+                f"`{r['command']}` |")
+        lines.append("")
+    if not rows:
+        lines += ["No results yet: run `jmarl reproduce --list`, then `jmarl reproduce PRESET`.", ""]
+    if notes:
+        lines += ["## Sources and machines", ""] + [f"{i + 1}. {n}" for i, n in enumerate(notes)] + [""]
+    return "\n".join(lines)
+
+
+def write_markdown(results_file: str | Path = RESULTS_JSONL, path: str | Path | None = None) -> Path:
+    """Regenerate the table (``results.md`` beside ``results_file`` unless ``path``) from every row."""
+    results_file = Path(results_file)
+    path = Path(path) if path else results_file.with_suffix(".md")
+    path.write_text(render_markdown(read_rows(results_file)))
+    return path
+
+
+def command_line(preset: str, seeds: int | None, steps: int | None, scale: float | None,
+                 only: Sequence[str] | None) -> str:
+    """The canonical command that reproduces a row (run-dir and results-file options left out)."""
+    parts = ["jmarl reproduce", preset]
+    if seeds is not None:
+        parts.append(f"--seeds {seeds}")
+    if steps is not None:
+        parts.append(f"--steps {steps}")
+    if scale is not None:
+        parts.append(f"--scale {scale:g}")
+    if only:
+        parts.append("--only " + " ".join(only))
+    return " ".join(parts)

@@ -1,0 +1,95 @@
+"""`jmarl reproduce`: the smoke preset end to end (row fields, markdown regeneration), preset listing, and
+errors that come before anything trains (unknown preset, a bad entry anywhere in a preset)."""
+import json
+
+import pytest
+
+from jmarl import reproduce
+from jmarl.cli import main
+from jmarl.config import ConfigError
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """One run of the smoke preset through the command line: (tmp dir, return code, rows written)."""
+    tmp = tmp_path_factory.mktemp("reproduce")
+    results = tmp / "results.jsonl"
+    code = main(["reproduce", "smoke", "--seeds", "2", "--out", str(tmp / "runs"), "--results", str(results),
+                 "--quiet"])
+    return tmp, code, reproduce.read_rows(results)
+
+
+def test_smoke_row(smoke):
+    tmp, code, rows = smoke
+    assert code == 0
+    (row,) = rows
+    assert (row["preset"], row["algo"], row["env"], row["metric"]) == ("smoke", "ippo", "probe_matrix", "return")
+    # probe_matrix pays each of its 2 agents between 0 and 10 in its one step.
+    assert row["seeds"] == 2 and len(row["per_seed"]) == 2 and row["seed_list"] == [0, 1]
+    assert all(0.0 <= v <= 20.0 for v in row["per_seed"])
+    assert min(row["per_seed"]) <= row["mean"] <= max(row["per_seed"])
+    assert row["ci"][0] <= row["mean"] <= row["ci"][1]
+    assert row["iqm_ci"][0] <= row["iqm"] <= row["iqm_ci"][1]
+    assert row["env_steps"] == row["budget"] == 16 * 8 * 40 and not row["scaled"]
+    assert row["published"]["value"] == 20.0 and "probes.py" in row["published"]["source"]
+    assert row["command"] == "jmarl reproduce smoke --seeds 2"
+    assert row["wall_seconds"] > 0 and row["env_steps_per_second"] > 0
+    assert row["hardware"]["backend"] and row["hardware"]["jax"] and row["date"]
+    results_json = json.loads((tmp / "runs" / "ippo_probe_matrix" / "results.json").read_text())
+    assert results_json["configs"][0]["returns"] == row["per_seed"]
+
+
+def test_markdown_regenerates_from_rows(smoke):
+    tmp, _, rows = smoke
+    md_path = tmp / "results.md"
+    written = md_path.read_text()
+    assert "## probe_matrix" in written and "`jmarl reproduce smoke --seeds 2`" in written
+    assert f"{rows[0]['mean']:.1f} [{rows[0]['ci'][0]:.1f}, {rows[0]['ci'][1]:.1f}]" in written
+    md_path.unlink()
+    assert reproduce.write_markdown(tmp / "results.jsonl") == md_path and md_path.read_text() == written
+    # A win-rate row of another environment gets its own table and percentages.
+    smax_row = dict(rows[0], env_label="smax 3m", metric="win_rate", mean=0.5, ci=[0.25, 0.75], iqm=0.5,
+                    published={"value": 0.9, "source": "a paper", "measures": ""})
+    md = reproduce.render_markdown([rows[0], smax_row])
+    assert "## smax 3m" in md and "50% [25%, 75%]" in md and "90% [" in md and "a paper" in md
+
+
+def test_scaled_budget_is_recorded():
+    entry = reproduce.PRESETS["smoke"].entries[0]
+    assert reproduce.budget(entry, 2048, None) == 2048
+    assert reproduce.budget(entry, None, 0.5) == entry.total_timesteps // 2
+    with pytest.raises(ConfigError, match="not both"):
+        reproduce.budget(entry, 2048, 0.5)
+    command = reproduce.command_line("smoke", 3, None, 0.5, ["ippo"])
+    assert command == "jmarl reproduce smoke --seeds 3 --scale 0.5 --only ippo"
+
+
+def test_unknown_preset_lists_valid_ones(tmp_path, capsys):
+    assert main(["reproduce", "no_such_preset", "--results", str(tmp_path / "r.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "no_such_preset" in err and all(name in err for name in reproduce.PRESETS)
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_every_entry_is_validated_before_training(tmp_path, monkeypatch):
+    good = reproduce.PRESETS["smoke"].entries[0]
+    bad = reproduce.Entry("ippo", "probe_matrix", 5120, good.published, overrides={"num_env": 4})
+    monkeypatch.setitem(reproduce.PRESETS, "broken", reproduce.Preset("broken", "a bad second entry", (good, bad)))
+    with pytest.raises(ConfigError, match="num_env") as err:
+        reproduce.reproduce("broken", out=tmp_path / "runs", results_file=tmp_path / "r.jsonl", quiet=True)
+    assert "Did you mean ['num_envs'" in str(err.value)
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "r.jsonl").exists()
+
+
+def test_shipped_presets_resolve():
+    for preset in reproduce.PRESETS.values():
+        assert preset.entries
+        reproduce.validate(preset.entries, None, None)
+
+
+def test_list(capsys):
+    assert main(["reproduce", "--list"]) == 0
+    out = capsys.readouterr().out
+    for preset in reproduce.PRESETS.values():
+        assert f"{preset.name}:" in out and all(e.name in out for e in preset.entries)
+    assert "ippo_ff_mpe.yaml" in out
