@@ -344,8 +344,10 @@ def format_value(x: float | None, metric: str) -> str:
 
 
 def mean_ci_text(row: dict) -> str:
-    """``-35.8 [-36.0, -35.7]``, or percentages for win rates."""
+    """``-35.8 [-36.0, -35.7]``, or percentages for win rates; one seed has no interval."""
     m = row["metric"]
+    if row["seeds"] < 2:
+        return f"{format_value(row['mean'], m)} (1 seed, no CI)"
     return f"{format_value(row['mean'], m)} [{format_value(row['ci'][0], m)}, {format_value(row['ci'][1], m)}]"
 
 

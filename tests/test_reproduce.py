@@ -52,6 +52,7 @@ def test_markdown_regenerates_from_rows(smoke):
                     published={"value": 0.9, "source": "a paper", "measures": ""})
     md = reproduce.render_markdown([rows[0], smax_row])
     assert "## smax 3m" in md and "50% [25%, 75%]" in md and "90% [" in md and "a paper" in md
+    assert "(1 seed, no CI)" in reproduce.render_markdown([dict(smax_row, seeds=1)])
 
 
 def test_scaled_budget_is_recorded():
