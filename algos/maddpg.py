@@ -7,7 +7,7 @@ a **centralised critic** Q_i(x, a_1..a_K) that sees the observations x and actio
 team, plus a one-hot id of the agent it scores. Each team has its own actor and critic (shared by its agents
 unless ``shared_params=False``, then every parameter gets a leading agent axis), its own optimisers and
 Polyak-averaged target networks. In a competitive env (``mpe_tag``) both teams learn, each team's critic
-seeing everyone.
+seeing everyone; or a team plays a fixed policy inside the env (``fixed_teams``, ``jmarl/opponents.py``).
 
 One gradient step, on a batch sampled from a flashbax item buffer of single env steps:
 
@@ -42,6 +42,7 @@ from flax import struct
 from jmarl.config import ConfigError
 from jmarl.env import Environment, TimeStep
 from jmarl.networks import DeterministicActor, ValueNet, apply_per_agent, sequential_under_vmap
+from jmarl.opponents import with_fixed_teams
 from jmarl.rollout import episode_metrics, evaluate_episodes, random_actions, step_stats
 from jmarl.spaces import Box, Discrete
 from jmarl.wrappers import AutoReset, EpisodeStats
@@ -66,6 +67,8 @@ class MADDPGConfig:
     activation: Literal["tanh", "relu"] = "relu"
     shared_params: bool = True
     gumbel: bool = False  # Discrete actions: learn through the Gumbel-softmax relaxation (else an error)
+    fixed_teams: tuple[str, ...] = ()  # teams that do not learn: they play fixed_policy (jmarl/opponents.py)
+    fixed_policy: str = "random"  # "random", "heuristic" (the env's scripted policy) or a run directory
     num_evals: int = 10  # evaluations over the run; the run is cut into this many chunks
     eval_episodes: int = 32
 
@@ -101,7 +104,8 @@ class MADDPGHparams:
 
 
 def validate(config: MADDPGConfig, env: Environment) -> None:
-    """Raise ConfigError, before anything compiles, for action spaces or sizes that don't fit."""
+    """Raise ConfigError, before anything compiles, for action spaces or sizes that don't fit (``env``: the
+    learning teams only; fixed teams are checked by jmarl.opponents)."""
     for key in ("num_envs", "num_steps", "sample_batch_size", "grad_steps", "eval_episodes", "num_evals"):
         if getattr(config, key) < 1:
             raise ConfigError(f"{key}={getattr(config, key)} must be at least 1")
@@ -187,6 +191,9 @@ def td_target(reward: jax.Array, terminated: jax.Array, next_value: jax.Array, g
 # ----------------------------------------------------------------------------------------------------
 def make_train(config: MADDPGConfig, env: Environment) -> Trainer:
     """Build the training functions of MADDPG for ``env``; checks the config first."""
+    # Fixed teams act inside the env (jmarl/opponents.py): every team this env shows learns, and the
+    # critics see the learning teams' observations and actions.
+    env = with_fixed_teams(env, config.fixed_teams, config.fixed_policy)
     validate(config, env)
     env = AutoReset(EpisodeStats(env))
     teams = env.teams

@@ -141,6 +141,11 @@ def test_config_errors_before_compiling():
                                 buffer_size=2048, sample_batch_size=64), spread)
     with pytest.raises(jmarl.ConfigError, match="grad_steps=0 must be at least 1"):
         make_train(MADDPGConfig(grad_steps=0), spread)
+    tag = jmarl.make("mpe_tag", continuous_actions=True)
+    with pytest.raises(jmarl.ConfigError, match="not teams of mpe_tag"):
+        make_train(MADDPGConfig(fixed_teams=("wolves",)), tag)
+    # A fixed team plays inside the env: only the predators learn (and their critic sees only them).
+    assert list(make_train(MADDPGConfig(fixed_teams=("prey",), fixed_policy="heuristic"), tag).env.teams) == ["adversaries"]
     # Through the registry: the MPE preset turns continuous actions on; turning them off needs gumbel.
     assert resolve("maddpg", "mpe_spread").env_kwargs == {"continuous_actions": True}
     with pytest.raises(jmarl.ConfigError, match="gumbel"):
