@@ -265,7 +265,7 @@ def make_train(config: MADDPGConfig, env: Environment) -> Trainer:
         return params
 
     def make_optimizer(hp: MADDPGHparams):
-        # Global-norm clipping; the (traced) learning rates are applied by hand in `learn`.
+        # Global-norm clipping; the (traced) learning rates are applied by hand in `step_net`.
         return optax.chain(optax.clip_by_global_norm(hp.max_grad_norm), optax.scale_by_adam())
 
     def init(key: jax.Array, hp: MADDPGHparams) -> RunnerState:
