@@ -27,7 +27,7 @@ from flax import struct
 
 from jmarl.config import ConfigError
 from jmarl.env import Environment, TimeStep
-from jmarl.networks import PolicyNet, ValueNet, apply_per_agent
+from jmarl.networks import PolicyNet, ValueNet, apply_per_agent, sequential_under_vmap, with_agent_ids
 from jmarl.opponents import with_fixed_teams
 from jmarl.rollout import episode_metrics, evaluate_episodes, step_stats
 from jmarl.spaces import Box, Discrete
@@ -52,6 +52,7 @@ class PPOConfig:
     activation: Literal["tanh", "relu"] = "tanh"
     recurrent: bool = False
     shared_params: bool = True
+    agent_ids: bool = True  # one-hot agent ids in the actor's (and IPPO critic's) input
     anneal_lr: bool = True
     normalize_advantages: bool = True
     num_evals: int = 10  # evaluations over the run; the run is cut into this many chunks
@@ -170,17 +171,19 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
               for t in learners}
     critic = ValueNet(**net_kw)
 
+    def actor_input(team: str, obs: jax.Array) -> jax.Array:
+        """The agent's flat observation f32[..., N, O] (+ a one-hot agent id with ``agent_ids``: without it,
+        agents that share parameters and see alike tend to pick alike, e.g. all the same landmark)."""
+        flat = obs.reshape(obs.shape[:-len(teams[team].obs_shape)] + (-1,))
+        return with_agent_ids(flat) if config.agent_ids else flat
+
     def critic_input(team: str, obs: jax.Array, global_state: jax.Array) -> jax.Array:
-        """IPPO: the agent's observation f32[..., N, O]. MAPPO: global state + one-hot id f32[..., N, G+N]."""
+        """IPPO: what the actor sees. MAPPO: global state + one-hot agent id f32[..., N, G+N]."""
         if config.algo == "ippo":
-            return obs.reshape(obs.shape[:-len(teams[team].obs_shape)] + (-1,))
+            return actor_input(team, obs)
         n = teams[team].num_agents
         state = jnp.broadcast_to(global_state[..., None, :], global_state.shape[:-1] + (n, global_state.shape[-1]))
-        ids = jnp.broadcast_to(jnp.eye(n), state.shape[:-2] + (n, n))
-        return jnp.concatenate([state, ids], axis=-1)
-
-    def flat_obs(team, obs):
-        return obs.reshape(obs.shape[:-len(teams[team].obs_shape)] + (-1,))
+        return with_agent_ids(state)
 
     def distribution(team: str, out, avail):
         if isinstance(teams[team].action_space, Box):
@@ -200,16 +203,18 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
         params = {}
         for team, k in zip(learners, jax.random.split(key, len(learners))):
             n = teams[team].num_agents
-            obs = jnp.zeros((1, 1, flat_obs(team, jnp.zeros(teams[team].obs_shape)).shape[-1]))
+            obs = actor_input(team, jnp.zeros((1, 1, n) + teams[team].obs_shape))[:, :, 0]
             cin = critic_input(team, jnp.zeros((1, 1, n) + teams[team].obs_shape),
                                jnp.zeros((1, 1) + tuple(env.global_state_shape)))[:, :, 0]
             h, starts = jnp.zeros((1, hidden_dim)), jnp.zeros((1, 1), bool)
 
+            # sequential_under_vmap: a vmapped (population) GRU initialiser can deadlock XLA:CPU.
+            @sequential_under_vmap
             def init_one(k, team=team, obs=obs, cin=cin, h=h, starts=starts):
                 ka, kc = jax.random.split(k)
                 return {"actor": actors[team].init(ka, h, obs, starts), "critic": critic.init(kc, h, cin, starts)}
 
-            params[team] = init_one(k) if config.shared_params else jax.vmap(init_one)(jax.random.split(k, n))
+            params[team] = init_one(k) if config.shared_params else jax.lax.map(init_one, jax.random.split(k, n))
         return params
 
     def make_optimizer(hp: PPOHparams):
@@ -236,7 +241,7 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
             n = teams[team].num_agents
             agent_starts = jnp.broadcast_to(starts[:, None], starts.shape + (n,))[None]
             h, out = apply_per_agent(actors[team], params[team]["actor"], hidden[team].actor,
-                                     flat_obs(team, timestep.obs[team])[None], agent_starts, config.shared_params)
+                                     actor_input(team, timestep.obs[team])[None], agent_starts, config.shared_params)
             out = jax.tree.map(lambda x: x[0], out)
             dist = distribution(team, out, avail)
             action = dist.mode() if greedy else dist.sample(seed=k)
@@ -269,7 +274,7 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
             hidden[team] = hidden[team]._replace(critic=h_critic)
             action, log_prob = extras[team]
             transitions[team] = Transition(
-                flat_obs(team, ts.obs[team]), cin, agent_starts, ts.avail_actions[team], action, log_prob,
+                actor_input(team, ts.obs[team]), cin, agent_starts, ts.avail_actions[team], action, log_prob,
                 value, next_value, next_ts.reward[team], next_ts.terminated[:, None], done[:, None])
         runner = runner._replace(env_state=env_state, timestep=next_ts, starts=done, hidden=hidden, key=key)
         return runner, (transitions, step_stats(next_ts))

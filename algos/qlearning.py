@@ -53,7 +53,7 @@ from flax import struct
 
 from jmarl.config import ConfigError
 from jmarl.env import Environment, TimeStep
-from jmarl.networks import QMixer, QNet, apply_per_agent, sequential_under_vmap
+from jmarl.networks import QMixer, QNet, apply_per_agent, sequential_under_vmap, with_agent_ids
 from jmarl.opponents import with_fixed_teams
 from jmarl.rollout import episode_metrics, evaluate_episodes, random_actions, step_stats
 from jmarl.spaces import Discrete
@@ -276,10 +276,7 @@ def make_train(config: QLearningConfig, env: Environment) -> Trainer:
 
     def agent_input(team: str, obs: jax.Array) -> jax.Array:
         """Network input f32[..., N, D]: the flat observation, plus a one-hot agent id."""
-        if not config.agent_ids:
-            return obs
-        n = teams[team].num_agents
-        return jnp.concatenate([obs, jnp.broadcast_to(jnp.eye(n), obs.shape[:-1] + (n,))], axis=-1)
+        return with_agent_ids(obs) if config.agent_ids else obs
 
     def flat_state(gs: jax.Array) -> jax.Array | None:
         """The mixer's input f32[..., G]; None (nothing stored) when no mixer reads it."""

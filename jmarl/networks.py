@@ -89,6 +89,12 @@ class ValueNet(nn.Module):
         return hidden, nn.Dense(1, kernel_init=orthogonal(1.0), bias_init=constant(0.0))(x)[..., 0]
 
 
+def with_agent_ids(x: jax.Array) -> jax.Array:
+    """Append a one-hot agent id: f32[..., N, D] -> f32[..., N, D + N] (agent i gets e_i)."""
+    n = x.shape[-2]
+    return jnp.concatenate([x, jnp.broadcast_to(jnp.eye(n, dtype=x.dtype), x.shape[:-1] + (n,))], axis=-1)
+
+
 def apply_per_agent(net: nn.Module, params, hidden, inputs, starts, shared: bool):
     """Apply ``net`` to team data with the agent axis kept: hidden [B, N, H], inputs [T, B, N, D],
     starts [T, B, N]. Shared parameters see agents as batch; independent ones (a leading agent axis N on

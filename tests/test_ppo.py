@@ -153,3 +153,24 @@ def test_fixed_team_does_not_learn_on_tag():
     runner, metrics = jax.jit(trainer.train)(jax.random.PRNGKey(0), hparams_as_arrays(PPOHparams()))
     assert set(runner.params) == {"adversaries"}
     assert "eval/return/prey" in metrics and np.isfinite(metrics["eval/return/adversaries"]).all()
+
+
+RECURRENT_POPULATION = textwrap.dedent("""
+    import jax, jmarl
+    from jmarl.algos.ppo import PPOConfig, PPOHparams, hparams_as_arrays, make_train
+    from jmarl.run import Population
+    cfg = PPOConfig(algo="mappo", num_envs=4, num_steps=8, total_timesteps=64, num_minibatches=2, recurrent=True)
+    trainer = make_train(cfg, jmarl.make("mpe_spread"))
+    keys, hps = Population.grid([PPOHparams()], [0, 1]).stacked()
+    runner = jax.block_until_ready(jax.jit(jax.vmap(trainer.init))(keys, hps))
+    leaves = jax.tree.leaves(runner.params)
+    print(leaves[0].shape[0], any(bool((x[0] != x[1]).any()) for x in leaves))
+""")
+
+
+def test_recurrent_population_initialises():
+    # A vmapped orthogonal GRU initialiser deadlocks XLA:CPU's 2-thread pool (jaxlib 0.10); init runs
+    # member by member instead (jmarl.networks.sequential_under_vmap). In a subprocess so a hang fails.
+    proc = subprocess.run([sys.executable, "-c", RECURRENT_POPULATION], capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["2", "True"]  # one parameter set per member, from different keys
