@@ -396,6 +396,9 @@ Config, Hparams = PPOConfig, PPOHparams
 # Per-environment defaults, applied before command-line overrides.
 PRESETS: dict[str, dict[str, Any]] = {
     "mpe_spread": dict(num_envs=128, num_steps=50, total_timesteps=10_000_000, num_minibatches=4, lr=2.5e-3),
+    # IPPO with tanh units: 1 seed in 3 collapsed to a deterministic policy (two agents fly off the map
+    # for good, about -75); with ReLU no seed of 4 did (docs/benchmarks.md).
+    "ippo/mpe_spread": dict(activation="relu"),
     "mpe_tag": dict(num_envs=128, num_steps=50, total_timesteps=10_000_000, num_minibatches=4, lr=2.5e-3),
     "mpe_adversary": dict(num_envs=128, num_steps=50, total_timesteps=10_000_000, num_minibatches=4, lr=2.5e-3),
     "smax": dict(num_envs=64, num_steps=128, total_timesteps=10_000_000, recurrent=True, num_minibatches=4,

@@ -1,6 +1,7 @@
 """Algorithm registry and config resolution: ``ippo``/``mappo`` (algos/ppo.py), ``iql``/``vdn``/``qmix``
 (algos/qlearning.py). An algorithm module provides ``Config`` (static, frozen dataclass), ``Hparams``
-(traced pytree dataclass), ``make_train(config, env)`` and ``PRESETS`` ({env name: overrides}).
+(traced pytree dataclass), ``make_train(config, env)`` and ``PRESETS`` ({env name: overrides}, refined by
+{"algo/env": overrides} where one algorithm of a module wants other defaults, e.g. "ippo/mpe_spread").
 """
 from __future__ import annotations
 
@@ -83,7 +84,7 @@ def resolve(algo: str, env: str, overrides: Mapping[str, Any] | None = None, use
     """Defaults <- the algorithm's preset for ``env`` <- ``overrides``, every key checked and typed."""
     module = algorithm_module(algo)
     env_class(env)  # unknown env names fail here, with the registered ones listed
-    preset = module.PRESETS.get(env, {}) if use_preset else {}
+    preset = {**module.PRESETS.get(env, {}), **module.PRESETS.get(f"{algo}/{env}", {})} if use_preset else {}
     static_p, hparams_p, env_p = split_overrides(module, preset, env, algo)
     static_o, hparams_o, env_o = split_overrides(module, dict(overrides or {}), env, algo)
     implied = ALGORITHMS[algo][1]

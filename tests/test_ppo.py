@@ -174,3 +174,10 @@ def test_recurrent_population_initialises():
     proc = subprocess.run([sys.executable, "-c", RECURRENT_POPULATION], capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split() == ["2", "True"]  # one parameter set per member, from different keys
+
+
+def test_presets_layer_env_then_algorithm_then_overrides():
+    ippo, mappo = resolve("ippo", "mpe_spread"), resolve("mappo", "mpe_spread")
+    assert ippo.config.num_envs == mappo.config.num_envs == 128  # the env's preset, shared
+    assert (ippo.config.activation, mappo.config.activation) == ("relu", "tanh")  # "ippo/mpe_spread" refines it
+    assert resolve("ippo", "mpe_spread", {"activation": "tanh"}).config.activation == "tanh"  # overrides win
