@@ -149,6 +149,44 @@ def _add_reproduce_parser(sub) -> None:
     p.set_defaults(func=_reproduce)
 
 
+def _render(args) -> int:
+    """``jmarl render RUN_DIR``: draw episodes of a trained run (or of a random policy) to a GIF or MP4."""
+    from jmarl import render
+    from jmarl.policy import load
+    from jmarl.registry import make
+
+    if args.run_dir and "=" in args.run_dir and not Path(args.run_dir).exists():  # argparse took KEY=VALUE
+        args.overrides, args.run_dir = [args.run_dir, *args.overrides], None
+    overrides = _parse_overrides(args.overrides)
+    if args.run_dir:
+        if args.env or overrides:
+            raise ConfigError("a run is rendered on the environment it was trained on; drop --env and KEY=VALUE")
+        policy = load(args.run_dir, member=args.member)
+        env, policy = policy.env, None if args.random else policy
+    elif args.env:
+        env, policy = make(args.env, **{k.removeprefix("env."): v for k, v in overrides.items()}), None
+    else:
+        raise ConfigError("give a run directory (`jmarl render runs/mappo_mpe_spread_...`) "
+                          "or --env NAME [KEY=VALUE ...] for a random policy")
+    frames = render.render_to_file(env, args.out, policy, args.episodes, args.seed, args.fps)
+    who = "a random policy" if policy is None else f"{policy.resolved.algo} member {args.member}"
+    print(f"jmarl: {args.episodes} episode(s) of {env.name} played by {who}: {frames} frames -> {args.out}")
+    return 0
+
+
+def _add_render_parser(sub) -> None:
+    p = sub.add_parser("render", help="draw episodes of a trained run (or a random policy) to a GIF or MP4")
+    p.add_argument("run_dir", nargs="?", help="run directory; or --env NAME [KEY=VALUE ...] for a random policy")
+    p.add_argument("--env", help="environment for a random policy, without a run")
+    p.add_argument("--episodes", type=int, default=1, help="episodes, drawn one after the other")
+    p.add_argument("--out", default="episode.gif", help="output file: .gif, or .mp4 with imageio-ffmpeg")
+    p.add_argument("--seed", type=int, default=0, help="seed of the episodes' starts and actions")
+    p.add_argument("--member", type=int, default=0, help="population member of the run to play")
+    p.add_argument("--random", action="store_true", help="play uniformly random actions on the run's env")
+    p.add_argument("--fps", type=float, default=8.0, help="frames per second")
+    p.set_defaults(func=_render)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jmarl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -169,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--samples", type=int, default=0, help="random-search draws for log:/uniform: ranges")
         p.set_defaults(func=lambda a, sweep=(name == "sweep"): _run(a, sweep), samples=0)
     sub.add_parser("list", help="environments and algorithms").set_defaults(func=_list)
+    _add_render_parser(sub)
     _add_reproduce_parser(sub)
     return parser
 
