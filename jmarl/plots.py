@@ -10,12 +10,11 @@ from jmarl.stats import stratified_bootstrap_ci
 
 def learning_curves(rows: list[dict], path: str | Path, title: str = "", metric: str = "eval/return") -> Path:
     """Plot ``metric`` from metrics.jsonl rows, one line per configuration; saves a PNG at ``path``."""
-    import matplotlib
+    # A bare Figure, not pyplot: no backend is switched under a notebook's inline plots.
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    fig = Figure(figsize=(6, 4), dpi=100)
+    ax = fig.subplots()
     for config_id in sorted({r["config_id"] for r in rows}):
         mine = [r for r in rows if r["config_id"] == config_id and metric in r]
         steps = sorted({r["env_steps"] for r in mine})
@@ -31,5 +30,4 @@ def learning_curves(rows: list[dict], path: str | Path, title: str = "", metric:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
     return Path(path)

@@ -135,7 +135,8 @@ def train(resolved: ResolvedConfig, pop: Population, run_dir: str | Path, *, res
     keys, hparams = jax.device_put(pop.stacked(), sharding)
     init = jax.jit(jax.vmap(trainer.init))
     run_chunk = jax.jit(jax.vmap(trainer.run_chunk))
-    runner = init(keys, hparams)
+    # Placed like the population so run_chunk's compiled input shardings match on every device count.
+    runner = jax.device_put(init(keys, hparams), sharding)
 
     start_chunk = 0
     ckpt_root = run_dir / "checkpoints"
@@ -143,7 +144,7 @@ def train(resolved: ResolvedConfig, pop: Population, run_dir: str | Path, *, res
         found = checkpoint.latest_intact(ckpt_root)
         if found is not None:
             path, ckpt_meta = found
-            runner = checkpoint.restore(path, runner)
+            runner = jax.device_put(checkpoint.restore(path, runner), sharding)
             start_chunk = ckpt_meta["chunk"] + 1
             if not quiet:
                 print(f"jmarl: resumed from {path} (chunk {start_chunk} of {cfg.num_chunks})")

@@ -156,3 +156,28 @@ def test_aggregate_statistics():
     two_tasks = np.stack([np.full(6, 10.0), np.linspace(0, 1, 6)], axis=1)
     lo, hi = stratified_bootstrap_ci(two_tasks[:, :1], np.mean)
     assert lo == hi == 10.0
+
+
+MULTI_DEVICE = textwrap.dedent("""
+    import json, sys
+    import jax
+    assert len(jax.devices()) == 4, jax.devices()
+    from jmarl.cli import main
+    out = sys.argv[1]
+    rc = main(["sweep", "ippo", "--env", "probe_two_step", "--seeds", "2", "--out", out, "--quiet", "--wandb",
+               "disabled", "lr=1e-3,3e-3", "num_envs=8", "num_steps=4", "total_timesteps=256", "num_minibatches=2",
+               "num_evals=4", "eval_episodes=8"])
+    assert rc == 0
+    rows = [json.loads(line) for line in open(out + "/metrics.jsonl")]
+    print(json.dumps(sorted({r["chunk"] for r in rows})))
+""")
+
+
+def test_sweep_runs_every_chunk_on_four_devices(tmp_path):
+    # The population axis is sharded over 4 (simulated) devices; chunk 2 onwards must reuse the compiled
+    # program, which needs the runner placed as the program expects from the first chunk on.
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", MULTI_DEVICE, str(tmp_path / "run")], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [0, 1, 2, 3]
