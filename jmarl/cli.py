@@ -4,6 +4,8 @@
   jmarl train ippo --resume runs/ippo_mpe_spread_...            continue a run from its last checkpoint
   jmarl sweep ippo --env mpe_spread --seeds 4 lr=1e-3,3e-3 ent_coef=0,0.01
   jmarl sweep ippo --env mpe_spread --samples 16 lr=log:1e-4:1e-2   random search
+  jmarl reproduce jmarl_mpe --seeds 4                          a preset of published settings (--list)
+  jmarl render RUN_DIR --out episode.gif                       draw episodes of a trained run (or --random)
   jmarl list                                                   environments and algorithms
 
 KEY=VALUE sets static config (num_envs=...), traced hyperparameters (lr=...) or environment keys
