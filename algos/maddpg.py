@@ -39,7 +39,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from jmarl.config import ConfigError
+from jmarl.config import ChunkedSchedule, ConfigError
 from jmarl.env import Environment, TimeStep
 from jmarl.networks import DeterministicActor, ValueNet, apply_per_agent, sequential_under_vmap
 from jmarl.opponents import with_fixed_teams
@@ -52,7 +52,7 @@ from jmarl.wrappers import AutoReset, EpisodeStats
 # Configuration: static values fix shapes; hyperparameters are traced pytree leaves.
 # ----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class MADDPGConfig:
+class MADDPGConfig(ChunkedSchedule):
     """Static configuration: changing any of these changes the compiled program."""
 
     num_envs: int = 64  # E
@@ -72,22 +72,6 @@ class MADDPGConfig:
     num_evals: int = 10  # evaluations over the run; the run is cut into this many chunks
     eval_episodes: int = 32
 
-    @property
-    def batch_size(self) -> int:
-        """Env steps per update."""
-        return self.num_envs * self.num_steps
-
-    @property
-    def num_updates(self) -> int:
-        return self.updates_per_chunk * self.num_chunks
-
-    @property
-    def updates_per_chunk(self) -> int:
-        return max(1, self.total_timesteps // self.batch_size // self.num_evals)
-
-    @property
-    def num_chunks(self) -> int:
-        return max(1, self.total_timesteps // self.batch_size // self.updates_per_chunk)
 
 
 @struct.dataclass

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jmarl.config import ConfigError
+from jmarl.config import ChunkedSchedule, ConfigError
 from jmarl.env import Environment, TimeStep
 from jmarl.networks import PolicyNet, ValueNet, apply_per_agent, sequential_under_vmap, with_agent_ids
 from jmarl.opponents import with_fixed_teams
@@ -38,7 +38,7 @@ from jmarl.wrappers import AutoReset, EpisodeStats
 # Configuration: static values fix shapes; hyperparameters are traced pytree leaves.
 # ----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class PPOConfig:
+class PPOConfig(ChunkedSchedule):
     """Static configuration: changing any of these changes the compiled program."""
 
     algo: Literal["ippo", "mappo"] = "ippo"
@@ -61,21 +61,6 @@ class PPOConfig:
     fixed_teams: tuple[str, ...] = ()  # teams that do not learn: they play fixed_policy (jmarl/opponents.py)
     fixed_policy: str = "random"  # "random", "heuristic" (the env's scripted policy) or a run directory
 
-    @property
-    def batch_size(self) -> int:
-        return self.num_envs * self.num_steps
-
-    @property
-    def num_updates(self) -> int:
-        return self.updates_per_chunk * self.num_chunks
-
-    @property
-    def updates_per_chunk(self) -> int:
-        return max(1, self.total_timesteps // self.batch_size // self.num_evals)
-
-    @property
-    def num_chunks(self) -> int:
-        return max(1, self.total_timesteps // self.batch_size // self.updates_per_chunk)
 
 
 @struct.dataclass

@@ -51,7 +51,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from jmarl.config import ConfigError
+from jmarl.config import ChunkedSchedule, ConfigError
 from jmarl.env import Environment, TimeStep
 from jmarl.networks import QMixer, QNet, apply_per_agent, sequential_under_vmap, with_agent_ids
 from jmarl.opponents import with_fixed_teams
@@ -64,7 +64,7 @@ from jmarl.wrappers import AutoReset, EpisodeStats
 # Configuration: static values fix shapes; hyperparameters are traced pytree leaves.
 # ----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class QLearningConfig:
+class QLearningConfig(ChunkedSchedule):
     """Static configuration: changing any of these changes the compiled program."""
 
     mixer: Literal["none", "vdn", "qmix"] = "qmix"  # set by the algorithm name: iql / vdn / qmix
@@ -95,22 +95,6 @@ class QLearningConfig:
     fixed_teams: tuple[str, ...] = ()  # teams that do not learn: they play fixed_policy (jmarl/opponents.py)
     fixed_policy: str = "random"  # "random", "heuristic" (the env's scripted policy) or a run directory
 
-    @property
-    def batch_size(self) -> int:
-        """Env steps per update."""
-        return self.num_envs * self.num_steps
-
-    @property
-    def num_updates(self) -> int:
-        return self.updates_per_chunk * self.num_chunks
-
-    @property
-    def updates_per_chunk(self) -> int:
-        return max(1, self.total_timesteps // self.batch_size // self.num_evals)
-
-    @property
-    def num_chunks(self) -> int:
-        return max(1, self.total_timesteps // self.batch_size // self.updates_per_chunk)
 
     @property
     def buffer_time(self) -> int:

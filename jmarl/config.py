@@ -108,3 +108,26 @@ def build(cls: type[C], overrides: Mapping[str, Any] | None = None, what: str | 
     if missing:
         raise ConfigError(f"{what}: missing required keys {missing}. Valid keys:\n{describe_fields(cls)}")
     return cls(**clean)
+
+
+class ChunkedSchedule:
+    """How a run's budget becomes updates and chunks; mixed into the algorithms' static configs, which
+    define ``num_envs``, ``num_steps``, ``total_timesteps`` and ``num_evals``. The run is ``num_chunks``
+    calls of one compiled chunk of ``updates_per_chunk`` updates, each followed by an evaluation."""
+
+    @property
+    def batch_size(self) -> int:
+        """Env steps per update: num_envs x num_steps."""
+        return self.num_envs * self.num_steps
+
+    @property
+    def num_updates(self) -> int:
+        return self.updates_per_chunk * self.num_chunks
+
+    @property
+    def updates_per_chunk(self) -> int:
+        return max(1, self.total_timesteps // self.batch_size // self.num_evals)
+
+    @property
+    def num_chunks(self) -> int:
+        return max(1, self.total_timesteps // self.batch_size // self.updates_per_chunk)
