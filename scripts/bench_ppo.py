@@ -27,7 +27,7 @@ import numpy as np
 import jmarl
 from jmarl.algorithms import resolve
 from jmarl.algos.ppo import PPOConfig, PPOHparams, hparams_as_arrays, make_train
-from jmarl.bench import machine, write_section
+from jmarl.bench import learning_row, learning_section, machine, write_section
 from jmarl.envs.mpe.tag import CAPTURE_REWARD
 from jmarl.run import Population, train
 
@@ -40,39 +40,19 @@ FAST_CONFIG = dict(num_envs=1024, num_steps=25, num_epochs=4, num_minibatches=4,
 def learn(args) -> str:
     rows = []
     for algo in args.algos:
-        resolved = resolve(algo, "mpe_spread", {"total_timesteps": args.steps, **dict(kv.split("=") for kv in args.set)})
-        pop = Population.grid([resolved.hparams], list(range(args.seeds)))
-        t0 = time.perf_counter()
-        out = Path(args.out) / algo
-        results = train(resolved, pop, out, quiet=True, wandb="disabled")
-        wall = time.perf_counter() - t0
-        agg = results["aggregate"]
-        rows.append(f"| {algo} | {resolved.config.num_updates * resolved.config.batch_size:.2e} | {args.seeds} | "
-                    f"{agg['mean']:.1f} [{agg['mean_lo']:.1f}, {agg['mean_hi']:.1f}] | {agg['iqm']:.1f} | "
-                    f"{', '.join(f'{r:.1f}' for r in results['configs'][0]['returns'])} | "
-                    f"{results['env_steps_per_second'] * 1:.3g} | {wall:.0f} s |")
-        print(rows[-1], flush=True)
-        hp = resolved.to_dict()
-    cfg = hp["config"]
-    return f"""## PPO on mpe_spread (learning)
+        overrides = {"total_timesteps": args.steps, **dict(kv.split("=", 1) for kv in args.set)}
+        row, resolved = learning_row(algo, "mpe_spread", overrides, args.seeds, Path(args.out) / algo)
+        rows.append(row)
+        print(row, flush=True)
+    command = (f"python scripts/bench_ppo.py learn --algos {' '.join(args.algos)} --seeds {args.seeds} "
+               f"--steps {args.steps}{''.join(' --set ' + s for s in args.set)} --write")
+    keys = ("num_envs", "num_steps", "num_epochs", "num_minibatches", "hidden_dim", "activation", "agent_ids")
+    return learning_section("PPO on mpe_spread (learning)", rows, resolved, keys, command,
+                            f"preset `{resolved.algo}/mpe_spread` in algos/ppo.py", SCALE_NOTE)
 
-Greedy team return (sum over the 3 agents of the 25-step episode return) after the budget, evaluated on
-{cfg['eval_episodes'] * 10} episodes per seed; all seeds of an algorithm train in one program. Mean with
-95% bootstrap CI over seeds, IQM, per-seed values. Steps/s counts every seed (population throughput),
-compile excluded; wall-clock includes compile and evaluation.
 
-- Machine: {machine()}
-- Date: {datetime.date.today().isoformat()}
-- Command: `python scripts/bench_ppo.py learn --algos {' '.join(args.algos)} --seeds {args.seeds} --steps {args.steps}{''.join(' --set ' + s for s in args.set)} --write`
-- Config (preset `mpe_spread` in algos/ppo.py): {json.dumps({k: cfg[k] for k in ('num_envs', 'num_steps', 'num_epochs', 'num_minibatches', 'hidden_dim', 'activation')})}, hparams {json.dumps(hp['hparams'])}
-
-| algo | env steps | seeds | return (95% CI) | IQM | per seed | env steps/s | wall |
-|---|---:|---:|---:|---:|---|---:|---:|
-{chr(10).join(rows)}
-
-For scale (same machine kind, `../shared/ANCHORS.md`): random about -80; JaxMARL `ippo_ff_mpe` about -62
-after 1e7 steps (stochastic 26-step training episodes); a hand-written assignment controller -22.9.
-"""
+SCALE_NOTE = """For scale (same machine kind, `../shared/ANCHORS.md`): random about -80; JaxMARL `ippo_ff_mpe` about -62
+after 1e7 steps (stochastic 26-step training episodes); a hand-written assignment controller -22.9."""
 
 
 TAG_SETTINGS = {  # label -> overrides
