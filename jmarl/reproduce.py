@@ -352,9 +352,9 @@ def mean_ci_text(row: dict) -> str:
 
 
 def format_steps(n: float) -> str:
-    """2000000 -> ``2.0e6``."""
-    exponent = int(math.floor(math.log10(n))) if n > 0 else 0
-    return f"{n / 10 ** exponent:.1f}e{exponent}"
+    """2000000 -> ``2.0e6``; 9984000 -> ``1.0e7`` (the mantissa is rounded before the exponent is read)."""
+    mantissa, exponent = f"{n:.1e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
 
 
 def _budget_text(row: dict) -> str:
@@ -373,7 +373,8 @@ def render_markdown(rows: Sequence[dict]) -> str:
         return f"[{notes.index(text) + 1}]"
 
     lines = ["# Results", "",
-             "Every row was produced by `jmarl reproduce` (the command is in the row) and is generated from",
+             "Every row was produced by `jmarl reproduce`, or by a benchmark script training the same preset",
+             "(the command is in the row), and is generated from",
              "`docs/results.jsonl` by `jmarl.reproduce.write_markdown`; do not edit by hand. jmarl's value is the",
              "mean over seeds of the final greedy evaluation with its 95% stratified-bootstrap CI (`jmarl.stats`);",
              "all seeds of a row train in one program. Budget: env steps per seed; \"x (of y)\" means the run was",

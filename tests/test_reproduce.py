@@ -94,3 +94,7 @@ def test_list(capsys):
     for preset in reproduce.PRESETS.values():
         assert f"{preset.name}:" in out and all(e.name in out for e in preset.entries)
     assert "ippo_ff_mpe.yaml" in out
+
+
+def test_budgets_are_written_in_scientific_notation():
+    assert [reproduce.format_steps(n) for n in (2_000_000, 9_984_000, 490_000)] == ["2.0e6", "1.0e7", "4.9e5"]
