@@ -55,7 +55,7 @@ from jmarl.config import ChunkedSchedule, ConfigError
 from jmarl.env import Environment, TimeStep
 from jmarl.networks import QMixer, QNet, apply_per_agent, sequential_under_vmap, with_agent_ids
 from jmarl.opponents import with_fixed_teams
-from jmarl.rollout import episode_metrics, evaluate_episodes, random_actions, step_stats
+from jmarl.rollout import chunked_run, episode_metrics, evaluate_episodes, random_actions, step_stats
 from jmarl.spaces import Discrete
 from jmarl.wrappers import AutoReset, EpisodeStats
 
@@ -538,19 +538,8 @@ def make_train(config: QLearningConfig, env: Environment) -> Trainer:
         act = lambda p, h, ts, starts, k: policy(p, h, ts, starts, k, greedy=True)[:2]
         return evaluate_episodes(env, act, params, hidden, key, num_episodes)
 
-    # --- chunks and the whole run ----------------------------------------------------------------------
-    def run_chunk(runner: RunnerState, hp: QLearningHparams) -> tuple[RunnerState, dict]:
-        """``updates_per_chunk`` updates then a greedy evaluation of the params just updated.
-        Metrics: per-update values f32[U] plus the evaluation's scalars."""
-        runner, metrics = jax.lax.scan(lambda r, _: update(r, hp), runner, None, config.updates_per_chunk)
-        key, k_eval = jax.random.split(runner.key)
-        metrics.update(evaluate(runner.params, k_eval))
-        metrics["env_steps"] = runner.update * config.batch_size
-        return runner._replace(key=key), metrics
-
-    def train(key: jax.Array, hp: QLearningHparams) -> tuple[RunnerState, dict]:
-        """The whole run; metrics have a leading chunk axis [num_chunks, ...]."""
-        return jax.lax.scan(lambda r, _: run_chunk(r, hp), init(key, hp), None, config.num_chunks)
+    # --- chunks and the whole run: updates_per_chunk updates + an evaluation, num_chunks times ----------
+    run_chunk, train = chunked_run(init, update, evaluate, config)
 
     return Trainer(config, env, init, run_chunk, train, evaluate, policy, td_targets)
 

@@ -87,3 +87,26 @@ def evaluate_episodes(env: Environment, act: ActFn, params, hidden, key: jax.Arr
     if "won" in first:
         out["eval/win_rate"] = first["won"].mean()
     return out
+
+
+def chunked_run(init: Callable, update: Callable, evaluate: Callable, config) -> tuple[Callable, Callable]:
+    """The run of every algorithm, from its pure ``init(key, hp)``, ``update(runner, hp)`` and
+    ``evaluate(params, key)`` (runners are NamedTuples with ``params``, ``key`` and ``update``):
+
+    - ``run_chunk(runner, hp)``: ``config.updates_per_chunk`` updates, then an evaluation of the params
+      just updated (not stale ones). Metrics: per-update values f32[U], the evaluation's scalars, and
+      ``env_steps``. The host calls this one compiled program once per chunk (logging, checkpoints).
+    - ``train(key, hp)``: the whole run in one program; metrics with a leading chunk axis [num_chunks, ...].
+    """
+
+    def run_chunk(runner, hp):
+        runner, metrics = jax.lax.scan(lambda r, _: update(r, hp), runner, None, config.updates_per_chunk)
+        key, k_eval = jax.random.split(runner.key)
+        metrics.update(evaluate(runner.params, k_eval))
+        metrics["env_steps"] = runner.update * config.batch_size
+        return runner._replace(key=key), metrics
+
+    def train(key, hp):
+        return jax.lax.scan(lambda r, _: run_chunk(r, hp), init(key, hp), None, config.num_chunks)
+
+    return run_chunk, train
