@@ -84,3 +84,17 @@ compile excluded; wall-clock includes compile and evaluation.
 
 {scale_note}
 """
+
+
+def learning_rows(script: str, args) -> tuple[list[str], Any, str]:
+    """``learning_row`` for each of ``args.algos`` on mpe_spread (``args``: algos, steps, seeds, set, out of a
+    benchmark script's ``learn`` command); returns the rows, the last resolved config and the command."""
+    rows = []
+    for algo in args.algos:
+        overrides = {"total_timesteps": args.steps, **dict(kv.split("=", 1) for kv in args.set)}
+        row, resolved = learning_row(algo, "mpe_spread", overrides, args.seeds, Path(args.out) / algo)
+        rows.append(row)
+        print(row, flush=True)
+    command = (f"python scripts/{script} learn --algos {' '.join(args.algos)} --seeds {args.seeds} "
+               f"--steps {args.steps}{''.join(' --set ' + s for s in args.set)} --write")
+    return rows, resolved, command

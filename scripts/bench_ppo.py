@@ -27,7 +27,7 @@ import numpy as np
 import jmarl
 from jmarl.algorithms import resolve
 from jmarl.algos.ppo import PPOConfig, PPOHparams, hparams_as_arrays, make_train
-from jmarl.bench import learning_row, learning_section, machine, write_section
+from jmarl.bench import learning_rows, learning_section, machine, write_section
 from jmarl.envs.mpe.tag import CAPTURE_REWARD
 from jmarl.run import Population, train
 
@@ -38,14 +38,7 @@ FAST_CONFIG = dict(num_envs=1024, num_steps=25, num_epochs=4, num_minibatches=4,
 
 
 def learn(args) -> str:
-    rows = []
-    for algo in args.algos:
-        overrides = {"total_timesteps": args.steps, **dict(kv.split("=", 1) for kv in args.set)}
-        row, resolved = learning_row(algo, "mpe_spread", overrides, args.seeds, Path(args.out) / algo)
-        rows.append(row)
-        print(row, flush=True)
-    command = (f"python scripts/bench_ppo.py learn --algos {' '.join(args.algos)} --seeds {args.seeds} "
-               f"--steps {args.steps}{''.join(' --set ' + s for s in args.set)} --write")
+    rows, resolved, command = learning_rows("bench_ppo.py", args)
     keys = ("num_envs", "num_steps", "num_epochs", "num_minibatches", "hidden_dim", "activation", "agent_ids")
     return learning_section("PPO on mpe_spread (learning)", rows, resolved, keys, command,
                             f"preset `{resolved.algo}/mpe_spread` in algos/ppo.py", SCALE_NOTE)

@@ -19,7 +19,7 @@ from pathlib import Path
 import jmarl
 from jmarl.algorithms import resolve
 from jmarl.algos.qlearning import replay_memory_bytes
-from jmarl.bench import learning_row, learning_section, machine, write_section
+from jmarl.bench import learning_rows, learning_section, machine, write_section
 
 MEMORY_ENVS = {"mpe_spread": {}, "smax (3m)": {"scenario": "3m"}, "smax (2s3z)": {"scenario": "2s3z"}}
 
@@ -71,14 +71,7 @@ because its buffers keep whole padded episodes of every agent's dict entries.
 
 
 def learn(args) -> str:
-    rows = []
-    for algo in args.algos:
-        overrides = {"total_timesteps": args.steps, **dict(kv.split("=", 1) for kv in args.set)}
-        row, resolved = learning_row(algo, "mpe_spread", overrides, args.seeds, Path(args.out) / algo)
-        rows.append(row)
-        print(row, flush=True)
-    command = (f"python scripts/bench_qlearning.py learn --algos {' '.join(args.algos)} --seeds {args.seeds} "
-               f"--steps {args.steps}{''.join(' --set ' + s for s in args.set)} --write")
+    rows, resolved, command = learning_rows("bench_qlearning.py", args)
     keys = ("num_envs", "num_steps", "buffer_size", "sample_batch_size", "sample_sequence_length", "hidden_dim",
             "learning_starts", "algo_variant")
     return learning_section("Q-learning on mpe_spread (learning)", rows, resolved, keys, command,
