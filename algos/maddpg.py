@@ -41,7 +41,7 @@ from flax import struct
 
 from jmarl.config import ChunkedSchedule, ConfigError
 from jmarl.env import Environment, TimeStep
-from jmarl.networks import DeterministicActor, ValueNet, apply_per_agent, sequential_under_vmap
+from jmarl.networks import DeterministicActor, ValueNet, apply_per_agent, clipped_adam, descend, sequential_under_vmap
 from jmarl.opponents import with_fixed_teams
 from jmarl.rollout import chunked_run, episode_metrics, evaluate_episodes, random_actions, step_stats
 from jmarl.spaces import Box, Discrete
@@ -249,8 +249,8 @@ def make_train(config: MADDPGConfig, env: Environment) -> Trainer:
         return params
 
     def make_optimizer(hp: MADDPGHparams):
-        # Global-norm clipping; the (traced) learning rates are applied by hand in `step_net`.
-        return optax.chain(optax.clip_by_global_norm(hp.max_grad_norm), optax.scale_by_adam())
+        # Global-norm clipping; the (traced) learning rates are applied by hand in `descend`.
+        return clipped_adam(hp.max_grad_norm, eps=1e-8)
 
     def init(key: jax.Array, hp: MADDPGHparams) -> RunnerState:
         k_params, k_env, k_run = jax.random.split(key, 3)
@@ -346,10 +346,6 @@ def make_train(config: MADDPGConfig, env: Environment) -> Trainer:
         return -q.mean(0) + penalty, q.mean()
 
     # --- update -----------------------------------------------------------------------------------------
-    def step_net(tx, lr, params, opt_state, grads):
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, jax.tree.map(lambda u: -lr * u, updates)), opt_state
-
     def grad_step(carry, key, buffer_state, hp: MADDPGHparams):
         """Sample B env steps; update every team's critic, then its actor (on the new critic), then the targets."""
         params, target_params, opt_state = carry
@@ -360,14 +356,14 @@ def make_train(config: MADDPGConfig, env: Environment) -> Trainer:
         for team, k in zip(teams, jax.random.split(k_actor, len(teams))):
             p, o = dict(params[team]), dict(opt_state[team])
             grads, stats[team] = jax.grad(critic_loss, has_aux=True)(p["critic"], team, batch, targets[team])
-            p["critic"], o["critic"] = step_net(tx, hp.critic_lr, p["critic"], o["critic"], grads)
+            p["critic"], o["critic"] = descend(tx, hp.critic_lr, p["critic"], o["critic"], grads)
 
             def team_actor_loss(actor_params, team=team, p=p, k=k):
                 loss, q = actor_loss({**params, team: {**p, "actor": actor_params}}, team, batch, k, hp)
                 return loss.mean(), q
 
             (loss, _), grads = jax.value_and_grad(team_actor_loss, has_aux=True)(p["actor"])
-            p["actor"], o["actor"] = step_net(tx, hp.actor_lr, p["actor"], o["actor"], grads)
+            p["actor"], o["actor"] = descend(tx, hp.actor_lr, p["actor"], o["actor"], grads)
             params[team], opt_state[team] = p, o
             stats[team]["actor_loss"] = loss
         target_params = optax.incremental_update(params, target_params, hp.tau)

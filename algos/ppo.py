@@ -15,22 +15,21 @@ A actions, H recurrent hidden size, U updates in a chunk.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Literal, NamedTuple
 
 import distrax
 import jax
 import jax.numpy as jnp
-import optax
 from flax import struct
 
 from jmarl.config import ChunkedSchedule, ConfigError
 from jmarl.env import Environment, TimeStep
-from jmarl.networks import PolicyNet, ValueNet, apply_per_agent, sequential_under_vmap, with_agent_ids
+from jmarl.networks import (PolicyNet, ValueNet, apply_per_agent, clipped_adam, descend, sequential_under_vmap,
+                            with_agent_ids)
 from jmarl.opponents import with_fixed_teams
 from jmarl.rollout import chunked_run, episode_metrics, evaluate_episodes, step_stats
-from jmarl.spaces import Box, Discrete
+from jmarl.spaces import Box
 from jmarl.wrappers import AutoReset, EpisodeStats
 
 
@@ -203,9 +202,7 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
         return params
 
     def make_optimizer(hp: PPOHparams):
-        # Global-norm clipping (not element-wise); the learning rate is applied by hand in `update`
-        # so that it can be a traced, annealed hyperparameter.
-        return optax.chain(optax.clip_by_global_norm(hp.max_grad_norm), optax.scale_by_adam(eps=1e-5))
+        return clipped_adam(hp.max_grad_norm)  # the traced, annealed lr is applied in `update` (descend)
 
     def init(key: jax.Array, hp: PPOHparams) -> RunnerState:
         k_params, k_env, k_run = jax.random.split(key, 3)
@@ -315,8 +312,7 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
                 tr, (adv, targets) = batch[team]
                 grads, stats[team] = jax.grad(team_loss, has_aux=True)(
                     params[team], team, h0[team], tr, adv, targets, hp)
-                updates, new_opt[team] = tx.update(grads, opt_state[team], params[team])
-                new_params[team] = optax.apply_updates(params[team], jax.tree.map(lambda u: -lr * u, updates))
+                new_params[team], new_opt[team] = descend(tx, lr, params[team], opt_state[team], grads)
             return (new_params, new_opt), stats
 
         def epoch(carry, key):

@@ -53,7 +53,7 @@ from flax import struct
 
 from jmarl.config import ChunkedSchedule, ConfigError
 from jmarl.env import Environment, TimeStep
-from jmarl.networks import QMixer, QNet, apply_per_agent, sequential_under_vmap, with_agent_ids
+from jmarl.networks import QMixer, QNet, apply_per_agent, clipped_adam, descend, sequential_under_vmap, with_agent_ids
 from jmarl.opponents import with_fixed_teams
 from jmarl.rollout import chunked_run, episode_metrics, evaluate_episodes, random_actions, step_stats
 from jmarl.spaces import Discrete
@@ -293,8 +293,7 @@ def make_train(config: QLearningConfig, env: Environment) -> Trainer:
         return params
 
     def make_optimizer(hp: QLearningHparams):
-        # Global-norm clipping; the (annealed, traced) learning rate is applied by hand in `update`.
-        return optax.chain(optax.clip_by_global_norm(hp.max_grad_norm), optax.scale_by_adam(eps=1e-5))
+        return clipped_adam(hp.max_grad_norm)  # the traced, annealed lr is applied in `update` (descend)
 
     def init(key: jax.Array, hp: QLearningHparams) -> RunnerState:
         k_params, k_env, k_run = jax.random.split(key, 3)
@@ -416,10 +415,6 @@ def make_train(config: QLearningConfig, env: Environment) -> Trainer:
         return loss, {"td_loss": loss, "q_taken": q_taken.mean()}
 
     # --- update -----------------------------------------------------------------------------------------
-    def apply_grads(tx, lr, params, opt_state, grads):
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, jax.tree.map(lambda u: -lr * u, updates)), opt_state
-
     def learning_rate(runner: RunnerState, hp: QLearningHparams):
         return hp.lr * (1.0 - runner.update / config.num_updates if config.anneal_lr else 1.0)
 
@@ -442,7 +437,7 @@ def make_train(config: QLearningConfig, env: Environment) -> Trainer:
             for team in learners:
                 grads, loss_stats[team] = jax.grad(team_loss, has_aux=True)(
                     params[team], runner.target_params[team], team, batch, hp)
-                new_params[team], new_opt[team] = apply_grads(tx, lr, params[team], opt_state[team], grads)
+                new_params[team], new_opt[team] = descend(tx, lr, params[team], opt_state[team], grads)
             return (new_params, new_opt), loss_stats
 
         def learn(params, opt_state, key):
@@ -511,7 +506,7 @@ def make_train(config: QLearningConfig, env: Environment) -> Trainer:
             new_params, new_opt, loss_stats = {}, {}, {}
             for team in learners:
                 grads, loss_stats[team] = jax.grad(pqn_loss, has_aux=True)(params[team], team, batch, h[team], rets[team])
-                new_params[team], new_opt[team] = apply_grads(tx, lr, params[team], opt_state[team], grads)
+                new_params[team], new_opt[team] = descend(tx, lr, params[team], opt_state[team], grads)
             return (new_params, new_opt), loss_stats
 
         def epoch(carry, key):

@@ -14,6 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from flax.linen.initializers import constant, orthogonal
 
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu}
@@ -198,3 +199,15 @@ class DeterministicActor(nn.Module):
         if self.low is None:
             return hidden, out
         return hidden, self.low + 0.5 * (jnp.tanh(out) + 1.0) * (self.high - self.low)
+
+
+def clipped_adam(max_grad_norm: jax.Array, eps: float = 1e-5):
+    """Adam direction after global-norm clipping (not element-wise), *without* a learning rate: the
+    traced (swept, annealed) rate is applied by ``descend``, so one optimiser state serves any rate."""
+    return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.scale_by_adam(eps=eps))
+
+
+def descend(tx, lr: jax.Array, params, opt_state, grads):
+    """One step of ``tx`` (e.g. ``clipped_adam``) scaled by ``lr``: returns (params, opt_state)."""
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, jax.tree.map(lambda u: -lr * u, updates)), opt_state

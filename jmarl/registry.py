@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
-from typing import Any, Callable, Union
+from typing import Any, Union
 
 from jmarl.config import build
 from jmarl.env import Environment
