@@ -1,7 +1,8 @@
 """Algorithm registry and config resolution: ``ippo``/``mappo`` (algos/ppo.py), ``iql``/``vdn``/``qmix``
 (algos/qlearning.py). An algorithm module provides ``Config`` (static, frozen dataclass), ``Hparams``
 (traced pytree dataclass), ``make_train(config, env)`` and ``PRESETS`` ({env name: overrides}, refined by
-{"algo/env": overrides} where one algorithm of a module wants other defaults, e.g. "ippo/mpe_spread").
+{"algo/env": overrides} where one algorithm of a module wants other defaults, e.g. "ippo/mpe_spread", then by
+"continuous" where the environment's actions are Box spaces).
 """
 from __future__ import annotations
 
@@ -80,13 +81,27 @@ def split_overrides(module: ModuleType, overrides: Mapping[str, Any], env: str, 
     return static, hparams, env_kwargs
 
 
+def has_box_actions(env: str, env_kwargs: Mapping[str, Any]) -> bool:
+    """Whether any team of ``env`` built with ``env_kwargs`` acts in a Box (continuous) action space."""
+    from jmarl.registry import make
+    from jmarl.spaces import Box
+
+    try:
+        teams = make(env, **env_kwargs).teams
+    except ConfigError:
+        return False  # ill-typed kwargs are reported by the full check below
+    return any(isinstance(team.action_space, Box) for team in teams.values())
+
+
 def resolve(algo: str, env: str, overrides: Mapping[str, Any] | None = None, use_preset: bool = True) -> ResolvedConfig:
     """Defaults <- the algorithm's preset for ``env`` <- ``overrides``, every key checked and typed."""
     module = algorithm_module(algo)
     env_class(env)  # unknown env names fail here, with the registered ones listed
     preset = {**module.PRESETS.get(env, {}), **module.PRESETS.get(f"{algo}/{env}", {})} if use_preset else {}
-    static_p, hparams_p, env_p = split_overrides(module, preset, env, algo)
     static_o, hparams_o, env_o = split_overrides(module, dict(overrides or {}), env, algo)
+    if use_preset and has_box_actions(env, {**split_overrides(module, preset, env, algo)[2], **env_o}):
+        preset.update(module.PRESETS.get("continuous", {}))
+    static_p, hparams_p, env_p = split_overrides(module, preset, env, algo)
     implied = ALGORITHMS[algo][1]
     for key, value in implied.items():
         if key in static_o and static_o[key] != value:

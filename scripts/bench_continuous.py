@@ -70,6 +70,22 @@ def spread_row(run_dir: Path) -> str:
             f"| {res['env_steps_per_second']:.3g} | {res['compile_seconds']:.0f} s | {wall} | {cpu} |")
 
 
+def spread_curve(run_dirs: list[Path]) -> list[str]:
+    """Greedy team return after each chunk, mean over seeds, one column per run (the 2e6 and 1e7 rows in one)."""
+    curves = []
+    for d in run_dirs:
+        by_steps: dict[int, list[float]] = {}
+        for r in rows(d):
+            by_steps.setdefault(r["env_steps"], []).append(r["eval/return"])
+        curves.append({s: float(np.mean(v)) for s, v in by_steps.items()})
+    names = [json.loads((d / "config.json").read_text())["algo"] for d in run_dirs]
+    out = ["| env steps | " + " | ".join(names) + " |", "|---:|" + "---:|" * len(names)]
+    for i in range(max(len(c) for c in curves)):
+        cells = [f"{list(c.values())[i]:.1f}" if i < len(c) else "" for c in curves]
+        out.append(f"| {list(curves[0])[min(i, len(curves[0]) - 1)]:.2e} | " + " | ".join(cells) + " |")
+    return out
+
+
 def tag_rows(run_dir: Path) -> list[str]:
     """Captures per episode per chunk: predator team return / (10 x num_adversaries), mean over seeds."""
     cfg = json.loads((run_dir / "config.json").read_text())
@@ -102,6 +118,8 @@ def main(argv=None) -> None:
     for d in spread:
         print(spread_row(d))
     print(f"\nUniformly random actions: {rand_spread['eval/return']:.1f} (1000 episodes).")
+    print("\nGreedy team return after each chunk (32 episodes per seed, mean over seeds):\n")
+    print("\n".join(spread_curve(spread)))
     tag = args.out / "maddpg_tag"
     if (tag / "metrics.jsonl").exists():
         print("\n| env steps | captures / episode (training, noisy) | captures / episode (greedy eval) | prey return (eval) |")

@@ -11,7 +11,7 @@ import pytest
 
 import jmarl
 from jmarl.algorithms import resolve
-from jmarl.algos.ppo import PPOConfig, PPOHparams, Transition, gae, hparams_as_arrays, make_train
+from jmarl.algos.ppo import PRESETS as PPO_PRESETS, PPOConfig, PPOHparams, Transition, gae, hparams_as_arrays, make_train
 from jmarl.networks import ResettingGRU
 
 PROBE = dict(num_envs=16, num_steps=8, total_timesteps=16 * 8 * 40, num_minibatches=2, num_evals=2, eval_episodes=16)
@@ -181,3 +181,8 @@ def test_presets_layer_env_then_algorithm_then_overrides():
     assert ippo.config.num_envs == mappo.config.num_envs == 128  # the env's preset, shared
     assert (ippo.config.activation, mappo.config.activation) == ("relu", "tanh")  # "ippo/mpe_spread" refines it
     assert resolve("ippo", "mpe_spread", {"activation": "tanh"}).config.activation == "tanh"  # overrides win
+    # Box action spaces layer the "continuous" preset on top (Gaussian policies want no entropy bonus).
+    continuous = {"env.continuous_actions": True}
+    assert ippo.hparams.ent_coef > 0
+    assert resolve("ippo", "mpe_spread", continuous).hparams.ent_coef == PPO_PRESETS["continuous"]["ent_coef"]
+    assert resolve("ippo", "mpe_spread", {**continuous, "ent_coef": 0.02}).hparams.ent_coef == 0.02
