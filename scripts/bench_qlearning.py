@@ -75,7 +75,7 @@ def learn(args) -> str:
     keys = ("num_envs", "num_steps", "buffer_size", "sample_batch_size", "sample_sequence_length", "hidden_dim",
             "learning_starts", "algo_variant")
     return learning_section("Q-learning on mpe_spread (learning)", rows, resolved, keys, command,
-                            "preset `mpe_spread` in algos/qlearning.py, JaxMARL's ql_rnn_mpe", SCALE_NOTE)
+                            "preset `mpe_spread` in algos/qlearning.py: JaxMARL's ql_rnn_mpe, 16 envs instead of 8", SCALE_NOTE)
 
 
 SCALE_NOTE = """For scale (`../shared/ANCHORS.md`): random about -80; JaxMARL's paper shows about -33 (VDN), -40 (IQL),
