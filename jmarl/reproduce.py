@@ -117,7 +117,9 @@ MPE_FIGURES: dict[str, Published] = {
     "vdn": Published(-33.0, f"{_PAPER}, MPE simple_spread Q-learning figure, read off the plot", "about 1e7 steps"),
     "qmix": Published(-50.0, f"{_PAPER}, MPE simple_spread Q-learning figure, read off the plot", "about 1e7 steps"),
 }
-_SMAX_WIN = {"2s3z": (0.90, 1.00), "3s5z": (0.55, 0.70)}  # (IPPO, MAPPO) after 1e7 steps, recurrent
+# (IPPO, MAPPO) greedy win rates after 1e7 steps, recurrent, read off JaxMARL's SMAX plots.
+_SMAX_WIN = {"2s3z": (0.90, 1.00), "3s5z": (0.55, 0.70), "5m_vs_6m": (0.12, 0.05), "3s_vs_5z": (0.60, 0.0),
+             "6h_vs_8z": (0.95, 0.20)}
 
 
 def smax_figure(algo: str, scenario: str) -> Published:
@@ -167,7 +169,7 @@ def _jaxmarl_smax() -> tuple[Entry, ...]:
     return tuple(Entry(algo, "smax", 10_000_000, smax_figure(algo, scenario),
                        env_kwargs=dict(scenario=scenario), overrides=over,
                        use_preset=False, metric="win_rate", settings_source=_JAXMARL + path, note=_SMAX_NOTE)
-                 for scenario in ("2s3z", "3s5z") for algo, (over, path) in settings.items())
+                 for scenario in _SMAX_WIN for algo, (over, path) in settings.items())
 
 
 def _jmarl_mpe() -> tuple[Entry, ...]:
@@ -178,7 +180,7 @@ def _jmarl_mpe() -> tuple[Entry, ...]:
 def _jmarl_smax() -> tuple[Entry, ...]:
     return tuple(Entry(algo, "smax", 10_000_000, smax_figure(algo, scenario), env_kwargs=dict(scenario=scenario),
                        metric="win_rate")
-                 for scenario in ("3m", "2s3z", "3s5z") for algo in ("ippo", "mappo"))
+                 for scenario in ("3m", *_SMAX_WIN) for algo in ("ippo", "mappo"))
 
 
 # The probe matrix game pays 10 to each of its 2 agents at its optimum (envs/probes.py).
