@@ -98,10 +98,11 @@ def resolve(algo: str, env: str, overrides: Mapping[str, Any] | None = None, use
     module = algorithm_module(algo)
     env_class(env)  # unknown env names fail here, with the registered ones listed
     preset = {**module.PRESETS.get(env, {}), **module.PRESETS.get(f"{algo}/{env}", {})} if use_preset else {}
-    static_o, hparams_o, env_o = split_overrides(module, dict(overrides or {}), env, algo)
-    if use_preset and has_box_actions(env, {**split_overrides(module, preset, env, algo)[2], **env_o}):
-        preset.update(module.PRESETS.get("continuous", {}))
     static_p, hparams_p, env_p = split_overrides(module, preset, env, algo)
+    static_o, hparams_o, env_o = split_overrides(module, dict(overrides or {}), env, algo)
+    if use_preset and has_box_actions(env, {**env_p, **env_o}):
+        preset.update(module.PRESETS.get("continuous", {}))
+        static_p, hparams_p, env_p = split_overrides(module, preset, env, algo)
     implied = ALGORITHMS[algo][1]
     for key, value in implied.items():
         if key in static_o and static_o[key] != value:
