@@ -3,23 +3,22 @@ against the JaxMARL env itself, ``to_jaxmarl`` on a tiny jmarl env checked again
 code (LogWrapper), and the round trip ``from_jaxmarl(to_jaxmarl(env))`` checked against ``env``."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import struct
 
 import jaxmarl
 from jaxmarl.environments import spaces as jm_spaces
 from jaxmarl.environments.smax import map_name_to_scenario
 from jaxmarl.wrappers.baselines import LogWrapper
 
-from jmarl import AutoReset, Box, Discrete, Environment, EpisodeStats, Team, TimeStep
+from jmarl import AutoReset, Discrete, Environment, EpisodeStats, Team, TimeStep
 from jmarl.adapters import FromJaxMARL, from_jaxmarl, to_jaxmarl
 from jmarl.adapters import _prefix_name
+from tiny_env import GO, STOP, Counter
 
 ENVS = {  # name -> (jaxmarl id, kwargs); short time limits keep the rollouts short
     "spread": ("MPE_simple_spread_v3", dict(max_steps=5)),
@@ -234,112 +233,59 @@ def test_vmapped_scan_rollout_with_autoreset():
 # to_jaxmarl: a tiny jmarl env under JaxMARL's API
 # --------------------------------------------------------------------------------------------------
 
-@struct.dataclass
-class TinyState:
-    step: jax.Array  # i32[]
-    pos: jax.Array  # f32[]
-
-
-class Tiny(Environment):
-    """Two scouts (Discrete(3); action 2 ends the episode, unavailable on the first step) and a tank
-    (Box(-1, 1, (2,))). ``pos`` starts at a random point and moves by the actions plus key noise."""
-
-    @dataclass(frozen=True)
-    class Config:
-        max_steps: int = 3
-
-    name = "tiny"
-
-    def __init__(self, config: Config = Config()):
-        self.config = config
-
-    @property
-    def teams(self):
-        return {"scouts": Team(2, (3,), Discrete(3)), "tank": Team(1, (2,), Box(-1.0, 1.0, (2,)))}
-
-    @property
-    def global_state_shape(self):
-        return (2,)
-
-    @property
-    def max_steps(self):
-        return self.config.max_steps
-
-    def _timestep(self, state, reward, terminated, truncated):
-        step = state.step.astype(jnp.float32)
-        return TimeStep(
-            obs={"scouts": jnp.stack([jnp.stack([state.pos, step, float(i)]) for i in range(2)]),
-                 "tank": jnp.stack([state.pos, -step])[None]},
-            reward=reward, terminated=terminated, truncated=truncated,
-            global_state=jnp.stack([state.pos, step]),
-            avail_actions={"scouts": jnp.tile(jnp.array([True, True, False]).at[2].set(state.step > 0), (2, 1)),
-                           "tank": jnp.ones((1, 1), bool)})
-
-    def _reset(self, key):
-        state = TinyState(jnp.zeros((), jnp.int32), jax.random.uniform(key))
-        zero = {"scouts": jnp.zeros(2), "tank": jnp.zeros(1)}
-        return self._timestep(state, zero, jnp.zeros((), bool), jnp.zeros((), bool)), state
-
-    def _step(self, key, state, actions):
-        move = jnp.sum(actions["scouts"]) + jnp.sum(actions["tank"]) + jax.random.uniform(key)
-        state = TinyState(state.step + 1, state.pos + move)
-        reward = {"scouts": state.pos * jnp.array([1.0, 2.0]), "tank": -state.pos[None]}
-        terminated = jnp.any(actions["scouts"] == 2)
-        truncated = (state.step >= self.max_steps) & ~terminated
-        return self._timestep(state, reward, terminated, truncated), state
-
-
-GO = {"scouts": jnp.array([0, 1], jnp.int32), "tank": jnp.array([[0.5, -0.25]], jnp.float32)}
-STOP = {"scouts": jnp.array([0, 2], jnp.int32), "tank": jnp.array([[0.0, 0.0]], jnp.float32)}
+def tiny() -> Counter:
+    """The shared tiny env with a 3-step limit and key noise in its steps (so the keys the adapters pass on
+    show in the state)."""
+    return Counter(Counter.Config(max_steps=3, noise=1.0))
 
 
 def agent_actions(actions: dict) -> dict:
-    return {"scouts_0": actions["scouts"][0], "scouts_1": actions["scouts"][1], "tank_0": actions["tank"][0]}
+    return {"runners_0": actions["runners"][0], "runners_1": actions["runners"][1], "pilot_0": actions["pilot"][0]}
 
 
 def test_to_jaxmarl_dict_api():
-    env = Tiny()
+    env = tiny()
     view = to_jaxmarl(env)
     assert isinstance(view, jaxmarl.environments.MultiAgentEnv)
-    assert view.agents == ["scouts_0", "scouts_1", "tank_0"] and view.num_agents == 3
-    assert view.agent_classes == {"scouts": ["scouts_0", "scouts_1"], "tank": ["tank_0"]}
-    assert isinstance(view.action_space("scouts_1"), jm_spaces.Discrete) and view.action_space("scouts_1").n == 3
-    assert isinstance(view.action_space("tank_0"), jm_spaces.Box) and view.action_space("tank_0").shape == (2,)
-    assert view.observation_space("scouts_0").shape == (3,) and view.observation_space("tank_0").shape == (2,)
+    assert view.agents == ["runners_0", "runners_1", "pilot_0"] and view.num_agents == 3
+    assert view.agent_classes == {"runners": ["runners_0", "runners_1"], "pilot": ["pilot_0"]}
+    assert isinstance(view.action_space("runners_1"), jm_spaces.Discrete) and view.action_space("runners_1").n == 3
+    assert isinstance(view.action_space("pilot_0"), jm_spaces.Box) and view.action_space("pilot_0").shape == (2,)
+    assert view.observation_space("runners_0").shape == (3,) and view.observation_space("pilot_0").shape == (2,)
     assert view.max_steps == 3
 
     key = jax.random.PRNGKey(1)
     obs, state = view.reset(key)
     ts, _ = env.reset(key)
-    assert set(obs) == {"scouts_0", "scouts_1", "tank_0", "world_state"}
-    np.testing.assert_array_equal(obs["scouts_1"], ts.obs["scouts"][1])
-    np.testing.assert_array_equal(obs["tank_0"], ts.obs["tank"][0])
+    assert set(obs) == {"runners_0", "runners_1", "pilot_0", "world_state"}
+    np.testing.assert_array_equal(obs["runners_1"], ts.obs["runners"][1])
+    np.testing.assert_array_equal(obs["pilot_0"], ts.obs["pilot"][0])
     np.testing.assert_array_equal(obs["world_state"], ts.global_state)
-    np.testing.assert_array_equal(view.get_avail_actions(state)["scouts_0"], [True, True, False])
-    assert set(to_jaxmarl(env, world_state=False).reset(key)[0]) == {"scouts_0", "scouts_1", "tank_0"}
+    np.testing.assert_array_equal(view.get_avail_actions(state)["runners_0"], [True, True, False])
+    assert set(to_jaxmarl(env, world_state=False).reset(key)[0]) == {"runners_0", "runners_1", "pilot_0"}
 
     obs, state, rewards, dones, infos = view.step_env(key, state, agent_actions(GO))
     ts, _ = env.step(key, env.reset(key)[1], GO)
-    np.testing.assert_array_equal(rewards["scouts_1"], ts.reward["scouts"][1])
-    np.testing.assert_array_equal(rewards["tank_0"], ts.reward["tank"][0])
-    assert set(dones) == {"scouts_0", "scouts_1", "tank_0", "__all__"} and not bool(dones["__all__"])
+    np.testing.assert_array_equal(rewards["runners_1"], ts.reward["runners"][1])
+    np.testing.assert_array_equal(rewards["pilot_0"], ts.reward["pilot"][0])
+    assert set(dones) == {"runners_0", "runners_1", "pilot_0", "__all__"} and not bool(dones["__all__"])
     assert infos["terminated"].shape == (3,) and not bool(infos["truncated"].any())
-    np.testing.assert_array_equal(view.get_avail_actions(state)["scouts_1"], [True, True, True])
+    np.testing.assert_array_equal(view.get_avail_actions(state)["runners_1"], [True, True, True])
 
 
 def test_to_jaxmarl_auto_resets_on_done():
-    env, view = Tiny(), to_jaxmarl(Tiny())
+    view = to_jaxmarl(tiny())
     _, state = view.reset(jax.random.PRNGKey(0))
     key = jax.random.PRNGKey(5)
     obs, after, rewards, dones, infos = view.step(key, state, agent_actions(STOP))
-    assert bool(dones["__all__"]) and bool(dones["tank_0"])
+    assert bool(dones["__all__"]) and bool(dones["pilot_0"])
     assert bool(infos["terminated"].all()) and not bool(infos["truncated"].any())
     reset_obs, reset_state = view.reset(jax.random.split(key)[1])  # JaxMARL's step resets with this key
     assert_trees_equal(obs, reset_obs)
     assert_trees_equal(after, reset_state)
     assert int(after.step) == 0
     raw = view.step_env(jax.random.split(key)[0], state, agent_actions(STOP))
-    np.testing.assert_array_equal(rewards["scouts_0"], raw[2]["scouts_0"])  # reward of the done step
+    np.testing.assert_array_equal(rewards["runners_0"], raw[2]["runners_0"])  # reward of the done step
 
     for t in range(3):  # truncation at the time limit
         obs, state, rewards, dones, infos = view.step(jax.random.PRNGKey(t), state, agent_actions(GO))
@@ -349,7 +295,7 @@ def test_to_jaxmarl_auto_resets_on_done():
 
 def test_to_jaxmarl_runs_under_jaxmarl_log_wrapper():
     """JaxMARL's own LogWrapper, in a jitted scan, sees the episode returns of the jmarl env."""
-    env = LogWrapper(to_jaxmarl(Tiny()))
+    env = LogWrapper(to_jaxmarl(tiny()))
 
     @jax.jit
     def run(key):
@@ -363,8 +309,8 @@ def test_to_jaxmarl_runs_under_jaxmarl_log_wrapper():
 
     rewards, info = run(jax.random.PRNGKey(0))
     np.testing.assert_array_equal(info["returned_episode"][:, 0], np.arange(7) % 3 == 2)
-    np.testing.assert_allclose(info["returned_episode_returns"][2, 2], rewards["tank_0"][:3].sum(), rtol=1e-6)
-    np.testing.assert_allclose(info["returned_episode_returns"][5, 0], rewards["scouts_0"][3:6].sum(), rtol=1e-6)
+    np.testing.assert_allclose(info["returned_episode_returns"][2, 2], rewards["pilot_0"][:3].sum(), rtol=1e-6)
+    np.testing.assert_allclose(info["returned_episode_returns"][5, 0], rewards["runners_0"][3:6].sum(), rtol=1e-6)
     np.testing.assert_array_equal(info["returned_episode_lengths"][5], [3, 3, 3])
 
 
@@ -373,7 +319,7 @@ def test_to_jaxmarl_runs_under_jaxmarl_log_wrapper():
 # --------------------------------------------------------------------------------------------------
 
 def test_round_trip_behaves_like_the_env():
-    env = Tiny()
+    env = tiny()
     trip = from_jaxmarl(to_jaxmarl(env))
     assert dict(trip.teams) == dict(env.teams)
     assert trip.max_steps == env.max_steps and trip.global_state_shape == env.global_state_shape
