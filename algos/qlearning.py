@@ -22,7 +22,9 @@ Experience lives in a flashbax trajectory buffer inside the runner state (so it 
 each update adds ``num_steps`` steps of every env, gradient steps sample ``sample_batch_size`` sequences
 of ``sample_sequence_length`` steps, and the GRU restarts at the stored episode starts within a sequence
 (and from zeros at a sequence's first step). With the MPE presets (25-step episodes, ``num_steps`` =
-sequence length = period = 25) every sampled sequence is exactly one episode.
+sequence length = period = 25) every sampled sequence is exactly one episode; the SMAX preset, whose
+episodes vary in length, starts every rollout from a reset (``rollout_from_reset``) so that every sampled
+sequence begins an episode.
 
 ``make_train(config, env)`` returns a ``Trainer`` of pure functions as ``algos/ppo.py`` does: collect,
 store, sample, update and a greedy evaluation of the params just updated are fused in ``lax.scan``s;
@@ -79,6 +81,12 @@ class QLearningConfig(ChunkedSchedule):
     num_epochs: int = 1  # replay: gradient steps per update; pqn: passes over the rollout
     num_minibatches: int = 1  # pqn: minibatches (of whole env sequences) per pass
     learning_starts: int = 10_000  # replay: env steps collected before the first gradient step
+    # replay: every update's rollout starts every env from a reset (as JaxMARL's Q-learning baselines do),
+    # so a sampled sequence aligned with a rollout (sample_sequence_length = sample_period = num_steps)
+    # starts at an episode start, where the GRU's zero state is right; the episodes a rollout cuts off
+    # are stored but never counted as finished. False: envs run on across updates (the zero state is wrong
+    # for a sequence that starts mid-episode); with episodes that fit a sequence exactly (MPE) the same.
+    rollout_from_reset: bool = False
     hidden_dim: int = 64
     num_layers: int = 2
     activation: Literal["tanh", "relu"] = "relu"
@@ -158,7 +166,7 @@ class Transition(NamedTuple):
     obs: dict  # {team: f32[N, O]} what the agents saw
     next_obs: dict  # {team: f32[N, O]} what the step ended in: the pre-reset final obs at an episode end
     avail: dict  # {team: bool[N, A]}
-    next_avail: dict  # {team: bool[N, A]} (all True after a done step unless the env reports final ones)
+    next_avail: dict  # {team: bool[N, A]} what next_obs allows (the final step's mask after a done step)
     action: dict  # {team: i32[N]}
     reward: dict  # {team: f32[N]}
     state: jax.Array | None  # f32[G] global state (QMIX only; None otherwise)
@@ -331,18 +339,11 @@ def make_train(config: QLearningConfig, env: Environment) -> Trainer:
     # --- collect ----------------------------------------------------------------------------------------
     def make_transition(ts: TimeStep, next_ts: TimeStep, actions: dict, starts: jax.Array) -> Transition:
         """What is stored for the step ts -> next_ts (any leading batch shape)."""
-        done = next_ts.done
-        final_avail = next_ts.info.get("final_avail_actions", {})  # AutoReset does not keep it (yet)
-
-        def next_avail(team):
-            final = final_avail.get(team, jnp.ones_like(next_ts.avail_actions[team]))
-            return jnp.where(done[..., None, None], final, next_ts.avail_actions[team])
-
         return Transition(
             obs={t: flat(t, ts.obs[t]) for t in learners},
             next_obs={t: flat(t, next_ts.info["final_obs"][t]) for t in learners},
             avail={t: ts.avail_actions[t] for t in learners},
-            next_avail={t: next_avail(t) for t in learners},
+            next_avail={t: next_ts.info["final_avail_actions"][t] for t in learners},
             action={t: actions[t].astype(jnp.int32) for t in learners},
             reward={t: next_ts.reward[t].astype(jnp.float32) for t in learners},
             state=flat_state(ts.global_state), next_state=flat_state(next_ts.info["final_global_state"]),
@@ -356,6 +357,12 @@ def make_train(config: QLearningConfig, env: Environment) -> Trainer:
         transition = make_transition(ts, next_ts, actions, runner.starts)
         runner = runner._replace(env_state=env_state, timestep=next_ts, starts=next_ts.done, hidden=hidden, key=key)
         return runner, (transition, step_stats(next_ts))
+
+    def reset_envs(runner: RunnerState) -> RunnerState:
+        key, k_reset = jax.random.split(runner.key)
+        timestep, env_state = jax.vmap(env.reset)(jax.random.split(k_reset, E))
+        return runner._replace(env_state=env_state, timestep=timestep, starts=jnp.ones(E, bool),
+                               hidden=jax.tree.map(jnp.zeros_like, runner.hidden), key=key)
 
     # --- targets and loss -------------------------------------------------------------------------------
     def q_values(team: str, agent_params, batch: Transition, h0: jax.Array | None = None):
@@ -421,6 +428,8 @@ def make_train(config: QLearningConfig, env: Environment) -> Trainer:
     def update_replay(runner: RunnerState, hp: QLearningHparams):
         """Collect T steps of every env, store them, take num_epochs gradient steps, update the targets."""
         epsilon = epsilon_at(hp, runner.update * config.batch_size, config.total_timesteps)
+        if config.rollout_from_reset:
+            runner = reset_envs(runner)
         runner, (traj, stats) = jax.lax.scan(lambda r, _: env_step(r, epsilon), runner, None, T)
 
         # --- store: [T, E, ...] -> the buffer's [E, T, ...] (each env's row continues in time)
@@ -560,7 +569,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # SMAX: lr 5e-3 (MPE's) made QMIX's values climb while its 2s3z return fell to 0; JaxMARL's ql_rnn_smax
     # uses 5e-5 (512-wide networks, rewards x10), 8 gradient steps per 2048 env steps, a target copy every
     # 20k env steps. Here: 5e-4, 4 gradient steps per update (one per 200 env steps), a copy every 25 updates.
-    "smax": dict(num_envs=8, num_steps=100, buffer_size=8 * 100 * 250, sample_batch_size=32,
+    "smax": dict(num_envs=8, num_steps=100, rollout_from_reset=True, buffer_size=8 * 100 * 250, sample_batch_size=32,
                  sample_sequence_length=100, sample_period=100, learning_starts=10_000, num_epochs=4,
                  total_timesteps=10_000_000, team_reward="mean", lr=5e-4, gamma=0.99, target_update_period=25.0,
                  max_grad_norm=10.0),

@@ -54,8 +54,9 @@ class AutoReset(Wrapper):
     """Starts a new episode when one ends, keeping what the finished episode's last step observed.
 
     After a done step, ``obs``/``global_state``/``avail_actions`` are the new episode's first ones;
-    ``info["final_obs"]`` ({team: f32[N, *O]}) and ``info["final_global_state"]`` (f32[G]) are the
-    finished episode's last ones, so a learner can bootstrap V(final) at truncation.
+    ``info["final_obs"]`` ({team: f32[N, *O]}), ``info["final_global_state"]`` (f32[G]) and
+    ``info["final_avail_actions"]`` ({team: bool[N, A]}) are the finished episode's last ones, so a learner
+    can bootstrap V(final) or max over the available actions of Q(final) at truncation.
     """
 
     def _step(self, key, state, actions):
@@ -63,7 +64,8 @@ class AutoReset(Wrapper):
         ts, state = self.env.step(key_step, state, actions)
         reset_ts, reset_state = self.env.reset(key_reset)
         done = ts.done
-        info = dict(ts.info, final_obs=ts.obs, final_global_state=ts.global_state)
+        info = dict(ts.info, final_obs=ts.obs, final_global_state=ts.global_state,
+                    final_avail_actions=ts.avail_actions)
         ts = ts.replace(
             obs=tree_select(done, reset_ts.obs, ts.obs),
             global_state=jnp.where(done, reset_ts.global_state, ts.global_state),
@@ -74,7 +76,8 @@ class AutoReset(Wrapper):
 
     def _reset(self, key):
         ts, state = self.env.reset(key)
-        info = dict(ts.info, final_obs=ts.obs, final_global_state=ts.global_state)
+        info = dict(ts.info, final_obs=ts.obs, final_global_state=ts.global_state,
+                    final_avail_actions=ts.avail_actions)
         return ts.replace(info=info), state
 
 

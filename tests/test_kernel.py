@@ -218,12 +218,14 @@ def test_autoreset_keeps_the_final_obs_and_resets_on_done():
         assert bool(ts.terminated) and not bool(ts.truncated)
         assert_trees_equal(ts.info["final_obs"], raw_ts.obs)
         np.testing.assert_array_equal(ts.info["final_global_state"], raw_ts.global_state)
+        assert_trees_equal(ts.info["final_avail_actions"], raw_ts.avail_actions)
         assert_trees_equal(ts.obs, reset_ts.obs)
         np.testing.assert_array_equal(ts.global_state, reset_ts.global_state)
         assert_trees_equal(ts.avail_actions, reset_ts.avail_actions)
         assert_trees_equal(ts.reward, raw_ts.reward)  # the reward of the final transition is kept
         assert_trees_equal(after, reset_state)
     assert not np.allclose(raw_ts.obs["runners"], reset_ts.obs["runners"])  # the test can tell them apart
+    # the masks differ too: action 2 is unavailable on a first step only
     assert not bool(reset_ts.avail_actions["runners"][:, 2].any()) and bool(raw_ts.avail_actions["runners"][:, 2].all())
 
 

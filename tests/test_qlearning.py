@@ -128,6 +128,20 @@ def test_gru_restarts_at_episode_starts_inside_a_sampled_sequence():
     assert not np.allclose(target(O0, [True, False]), target(LAST, [True, False]))
 
 
+@pytest.mark.parametrize("from_reset", [False, True])
+def test_rollouts_start_from_a_reset_when_asked(from_reset):
+    """probe_two_step's episodes last 2 steps; 3-step rollouts either run on (the second starts mid-episode)
+    or start every env from a reset, so each stored 3-step sequence begins an episode."""
+    trainer, hp = _trainer("vdn", num_envs=2, num_steps=3, sample_sequence_length=3, sample_period=3,
+                           buffer_size=2 * 12, total_timesteps=2 * 12, learning_starts=6, num_evals=1,
+                           eval_episodes=2, rollout_from_reset=from_reset)
+    runner, metrics = jax.jit(trainer.run_chunk)(trainer.init(jax.random.PRNGKey(0), hp), hp)
+    starts = np.asarray(runner.buffer.experience.starts)  # bool[E, C]: 4 rollouts of 3 steps per env
+    expected = np.tile([True, False, True], 4) if from_reset else np.arange(12) % 2 == 0
+    np.testing.assert_array_equal(starts, np.broadcast_to(expected, (2, 12)))
+    assert np.isfinite(np.asarray(metrics["loss/agents/td_loss"])).all()
+
+
 # ----------------------------------------------------------------------------------------------------
 # Configuration and memory
 # ----------------------------------------------------------------------------------------------------
