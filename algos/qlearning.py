@@ -87,6 +87,9 @@ class QLearningConfig(ChunkedSchedule):
     # are stored but never counted as finished. False: envs run on across updates (the zero state is wrong
     # for a sequence that starts mid-episode); with episodes that fit a sequence exactly (MPE) the same.
     rollout_from_reset: bool = False
+    # False: a truncated episode's last step is stored as terminated (no bootstrapping), for tasks whose
+    # time limit is part of the game (JaxMARL's Q-learning does this everywhere).
+    bootstrap_truncation: bool = True
     hidden_dim: int = 64
     num_layers: int = 2
     activation: Literal["tanh", "relu"] = "relu"
@@ -123,6 +126,7 @@ class QLearningHparams:
     tau: float = 1.0  # target <- tau * online + (1 - tau) * target (1: a hard copy)
     max_grad_norm: float = 25.0
     q_lambda: float = 0.5  # pqn: lambda of the Q(lambda) returns
+    reward_scale: float = 1.0  # the targets see rewards times this (JaxMARL's SMAX baselines: 10)
 
 
 def validate(config: QLearningConfig, env: Environment) -> None:
@@ -347,7 +351,7 @@ def make_train(config: QLearningConfig, env: Environment) -> Trainer:
             action={t: actions[t].astype(jnp.int32) for t in learners},
             reward={t: next_ts.reward[t].astype(jnp.float32) for t in learners},
             state=flat_state(ts.global_state), next_state=flat_state(next_ts.info["final_global_state"]),
-            terminated=next_ts.terminated, starts=starts)
+            terminated=next_ts.terminated if config.bootstrap_truncation else next_ts.done, starts=starts)
 
     def env_step(runner: RunnerState, epsilon):
         key, k_act, k_env = jax.random.split(runner.key, 3)
@@ -391,33 +395,33 @@ def make_train(config: QLearningConfig, env: Environment) -> Trainer:
             return qs.sum(-1)
         return mixer.apply(mixer_params, qs, state)
 
-    def team_reward(reward: jax.Array) -> jax.Array:
-        """f32[..., N] -> what the mixed value predicts: per agent (IQL), or the team's sum or mean."""
-        if config.mixer == "none":
-            return reward
-        return reward.sum(-1) if config.team_reward == "sum" else reward.mean(-1)
+    def team_reward(reward: jax.Array, hp: QLearningHparams) -> jax.Array:
+        """f32[..., N] -> what the mixed value predicts: per agent (IQL), or the team's sum or mean (scaled)."""
+        if config.mixer != "none":
+            reward = reward.sum(-1) if config.team_reward == "sum" else reward.mean(-1)
+        return hp.reward_scale * reward
 
     def per_value(flag: jax.Array) -> jax.Array:
         """An env's flag bool[...] shaped like the values: [..., 1] for IQL's per-agent values."""
         return flag[..., None] if config.mixer == "none" else flag
 
-    def team_targets(team: str, q_next_online, target_params, batch: Transition, gamma):
+    def team_targets(team: str, q_next_online, target_params, batch: Transition, hp: QLearningHparams):
         """TD targets f32[L, B] (mixers) or f32[L, B, N] (IQL) from the target networks."""
         _, q_next_target = q_values(team, target_params["agent"], batch)
         value = next_action_value(q_next_online, q_next_target, batch.next_avail[team], config.double_q)
         value = mix(target_params.get("mixer"), value, batch.next_state)
-        return td_target(team_reward(batch.reward[team]), per_value(batch.terminated), value, gamma)
+        return td_target(team_reward(batch.reward[team], hp), per_value(batch.terminated), value, hp.gamma)
 
     def td_targets(params, target_params, batch: Transition, hp: QLearningHparams) -> dict:
         """{team: TD targets} for a time-major batch of sequences [L, B] (what the loss regresses onto)."""
-        return {t: team_targets(t, q_values(t, params[t]["agent"], batch)[1], target_params[t], batch, hp.gamma)
+        return {t: team_targets(t, q_values(t, params[t]["agent"], batch)[1], target_params[t], batch, hp)
                 for t in learners}
 
     def team_loss(params, target_params, team: str, batch: Transition, hp: QLearningHparams):
         q, q_next = q_values(team, params["agent"], batch)
         q_taken = jnp.take_along_axis(q, batch.action[team][..., None], axis=-1)[..., 0]  # f32[L, B, N]
         prediction = mix(params.get("mixer"), q_taken, batch.state)
-        target = jax.lax.stop_gradient(team_targets(team, q_next, target_params, batch, hp.gamma))
+        target = jax.lax.stop_gradient(team_targets(team, q_next, target_params, batch, hp))
         loss = jnp.mean(jnp.square(prediction - target))
         return loss, {"td_loss": loss, "q_taken": q_taken.mean()}
 
@@ -489,7 +493,7 @@ def make_train(config: QLearningConfig, env: Environment) -> Trainer:
             ret = td_target(reward, terminated, bootstrap, hp.gamma)
             return ret, ret
 
-        xs = (team_reward(traj.reward[team]), value, per_value(traj.terminated), per_value(dones))
+        xs = (team_reward(traj.reward[team], hp), value, per_value(traj.terminated), per_value(dones))
         _, returns = jax.lax.scan(backward, value[-1], xs, reverse=True)
         return returns
 
@@ -568,8 +572,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "mpe_adversary": _MPE,
     # SMAX: lr 5e-3 (MPE's) made QMIX's values climb while its 2s3z return fell to 0; JaxMARL's ql_rnn_smax
     # uses 5e-5 (512-wide networks, rewards x10), 8 gradient steps per 2048 env steps, a target copy every
-    # 20k env steps. Here: 5e-4, 4 gradient steps per update (one per 200 env steps), a copy every 25 updates.
-    "smax": dict(num_envs=8, num_steps=100, rollout_from_reset=True, buffer_size=8 * 100 * 250, sample_batch_size=32,
+    # 20k env steps. Here: 5e-4, 4 gradient steps per update (one per 200 env steps), a copy every 25 updates,
+    # rewards x10: at x1 (a battle's damage sums to 1) QMIX on 2s3z learnt to flee (greedy return 1.2 -> 0.02
+    # over 1e6 steps, episodes run to the time limit); at x10 it held 2.3-3.1 (docs/benchmarks.md).
+    "smax": dict(num_envs=8, num_steps=100, rollout_from_reset=True, reward_scale=10.0, buffer_size=8 * 100 * 250, sample_batch_size=32,
                  sample_sequence_length=100, sample_period=100, learning_starts=10_000, num_epochs=4,
                  total_timesteps=10_000_000, team_reward="mean", lr=5e-4, gamma=0.99, target_update_period=25.0,
                  max_grad_norm=10.0),

@@ -115,6 +115,9 @@ def test_vdn_target_is_team_reward_plus_summed_values():
     q = _agent_q(trainer, online["agents"]["agent"], [O0, FINAL], [True, False])[1]
     np.testing.assert_allclose(y[0], 2 * 1.0 + GAMMA * q.max(-1).sum(), rtol=1e-5)
     np.testing.assert_allclose(y[1], 2 * 2.0, rtol=1e-6)
+    # reward_scale multiplies the reward, not the bootstrapped value
+    y10 = trainer.td_targets(online, online, batch, hp.replace(reward_scale=10.0))["agents"][:, 0]
+    np.testing.assert_allclose(y10, y + 9 * np.array([2 * 1.0, 2 * 2.0]), rtol=1e-5)
 
 
 def test_gru_restarts_at_episode_starts_inside_a_sampled_sequence():
@@ -140,6 +143,21 @@ def test_rollouts_start_from_a_reset_when_asked(from_reset):
     expected = np.tile([True, False, True], 4) if from_reset else np.arange(12) % 2 == 0
     np.testing.assert_array_equal(starts, np.broadcast_to(expected, (2, 12)))
     assert np.isfinite(np.asarray(metrics["loss/agents/td_loss"])).all()
+
+
+@pytest.mark.parametrize("bootstrap", [True, False])
+def test_truncation_is_stored_as_terminal_only_when_asked(bootstrap):
+    """mpe_spread cut to 3 steps only ever truncates: stored as not terminated (the target bootstraps from
+    the final observation) unless ``bootstrap_truncation=False``."""
+    resolved = resolve("vdn", "mpe_spread", dict(num_envs=2, num_steps=3, sample_sequence_length=3, sample_period=3,
+                                                 buffer_size=2 * 12, total_timesteps=2 * 12, learning_starts=6,
+                                                 num_evals=1, eval_episodes=2, hidden_dim=8,
+                                                 bootstrap_truncation=bootstrap))
+    trainer = ql.make_train(resolved.config, jmarl.make("mpe_spread", max_steps=3))
+    runner, _ = jax.jit(trainer.run_chunk)(trainer.init(jax.random.PRNGKey(0), resolved.hparams), resolved.hparams)
+    terminated = np.asarray(runner.buffer.experience.terminated)  # bool[E, C]
+    ends = np.broadcast_to(np.arange(12) % 3 == 2, (2, 12))
+    np.testing.assert_array_equal(terminated, ends if not bootstrap else np.zeros_like(ends))
 
 
 # ----------------------------------------------------------------------------------------------------
