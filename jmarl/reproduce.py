@@ -398,7 +398,7 @@ def render_markdown(rows: Sequence[dict]) -> str:
             source = pub["source"] + (f" ({pub['measures']})" if pub.get("measures") else "")
             published = f"{format_value(pub['value'], m)} {note(source)}"
             lines.append(
-                f"| {r['algo']} | {r['preset']} | {_budget_text(r)} | {r['seeds']} | {mean_ci_text(r)} | "
+                f"| {r['algo']} | {r['preset']}{' ' + note(r['note']) if r.get('note') else ''} | {_budget_text(r)} | {r['seeds']} | {mean_ci_text(r)} | "
                 f"{format_value(r['iqm'], m)} | {published} | {r['wall_seconds']:.0f} s | "
                 f"{r['env_steps_per_second']:.3g} | {note(r['hardware']['machine'])} | {r['date'][:10]} | "
                 f"`{r['command']}` |")

@@ -53,6 +53,9 @@ def test_markdown_regenerates_from_rows(smoke):
     md = reproduce.render_markdown([rows[0], smax_row])
     assert "## smax 3m" in md and "50% [25%, 75%]" in md and "90% [" in md and "a paper" in md
     assert "(1 seed, no CI)" in reproduce.render_markdown([dict(smax_row, seeds=1)])
+    # A row's note (e.g. an older version of the preset) is a numbered source after the preset's name.
+    noted = reproduce.render_markdown([dict(smax_row, note="the preset before a change")])
+    assert f"| {smax_row['preset']} [2] |" in noted and "2. the preset before a change" in noted
 
 
 def test_scaled_budget_is_recorded():
