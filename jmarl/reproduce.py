@@ -284,8 +284,18 @@ def result_row(preset: str, entry: Entry, resolved: ResolvedConfig, results: dic
         "train_seconds": results["train_seconds"], "env_steps_per_second": results["env_steps_per_second"],
         "hardware": hardware(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": command, "run_dir": str(run_dir), "jmarl_version": jmarl.__version__,
-        "config": resolved.to_dict(),
+        "config": resolved.to_dict(), "curve": learning_curve(run_dir, entry.metric),
     }
+
+
+def learning_curve(run_dir: str | Path, metric: str) -> dict:
+    """The greedy evaluation after every chunk of a run, from its ``metrics.jsonl``:
+    ``{"env_steps": [C] (per seed), "per_seed": [S][C]}`` of ``eval/{metric}``."""
+    rows = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines() if line]
+    steps = sorted({r["env_steps"] for r in rows})
+    members = sorted({r["member"] for r in rows})
+    value = {(r["member"], r["env_steps"]): r.get(f"eval/{metric}", math.nan) for r in rows}
+    return {"env_steps": steps, "per_seed": [[value.get((m, s), math.nan) for s in steps] for m in members]}
 
 
 def reproduce(preset_name: str, *, seeds: int | None = None, steps: int | None = None, scale: float | None = None,
@@ -407,6 +417,53 @@ def render_markdown(rows: Sequence[dict]) -> str:
         lines += ["No results yet: run `jmarl reproduce --list`, then `jmarl reproduce PRESET`.", ""]
     if notes:
         lines += ["## Sources and machines", ""] + [f"{i + 1}. {n}" for i, n in enumerate(notes)] + [""]
+    return "\n".join(lines)
+
+
+def headline_rows(rows: Sequence[dict], preset: str, algos: Sequence[str]) -> dict[tuple[str, str], dict]:
+    """The row that speaks for each (environment label, algorithm) of ``preset``: a row of the current preset
+    (no note) before an older one, the full budget before a shrunk one, then more steps, more seeds, the newest."""
+    best: dict[tuple[str, str], dict] = {}
+    rank = lambda r: (not r.get("note"), not r["scaled"], r["env_steps"], r["seeds"], r["date"])
+    for r in rows:
+        key = (r["env_label"], r["algo"])
+        if r["preset"] == preset and r["algo"] in algos and (key not in best or rank(r) > rank(best[key])):
+            best[key] = r
+    return best
+
+
+def _curve_text(row: dict) -> str:
+    """``3% 41% ... 100%``: the mean over seeds of the greedy evaluation after each chunk."""
+    curve = row.get("curve")
+    if not curve or not curve["per_seed"]:
+        return "-"
+    means = np.nanmean(np.asarray(curve["per_seed"], float), axis=0)
+    return " ".join(format_value(float(m), row["metric"]) for m in means)
+
+
+def render_comparison(rows: Sequence[dict], preset: str, algos: Sequence[str]) -> str:
+    """One line per entry of ``preset`` whose algorithm is in ``algos``, with its headline row
+    (``headline_rows``): jmarl's value [95% CI] and per seed, the published figure, whether jmarl's mean reaches
+    it, and the learning curve; entries with no row yet say so."""
+    lines = ["| environment | algo | budget | seeds | jmarl [95% CI] | per seed | published | reached | "
+             "greedy, mean over seeds, after each chunk |", "|---|---|---:|---:|---|---|---:|---|---|"]
+    found = headline_rows(rows, preset, algos)
+    for e in get_preset(preset).entries:
+        if e.algo not in algos:
+            continue
+        m, pub = e.metric, e.published.value
+        r = found.get((e.env_label, e.algo))
+        if r is None:
+            lines.append(f"| {e.env_label} | {e.algo} | not run | | | | {format_value(pub, m)} | | |")
+            continue
+        # Published figures are read off plots: compare at the precision the table shows.
+        shown = lambda x: round(100 * x) if m == "win_rate" else round(x, 1)
+        reached = "-" if pub is None else ("yes" if shown(r["mean"]) >= shown(pub) else "no")
+        if pub is not None and r["scaled"]:
+            reached += f" (at {format_steps(r['env_steps'])})"
+        lines.append(f"| {e.env_label} | {e.algo} | {_budget_text(r)} | {r['seeds']} | {mean_ci_text(r)} | "
+                     f"{', '.join(format_value(v, m) for v in r['per_seed'])} | {format_value(pub, m)} | {reached} | "
+                     f"{_curve_text(r)} |")
     return "\n".join(lines)
 
 

@@ -37,6 +37,12 @@ def test_smoke_row(smoke):
     assert row["hardware"]["backend"] and row["hardware"]["jax"] and row["date"]
     results_json = json.loads((tmp / "runs" / "ippo_probe_matrix" / "results.json").read_text())
     assert results_json["configs"][0]["returns"] == row["per_seed"]
+    # The learning curve: every chunk's greedy evaluation, per seed, at increasing env steps.
+    curve, chunks = row["curve"], row["config"]["config"]["num_evals"]
+    assert len(curve["env_steps"]) == chunks and curve["env_steps"] == sorted(curve["env_steps"])
+    assert curve["env_steps"][-1] == row["env_steps"]
+    assert len(curve["per_seed"]) == 2 and all(len(c) == chunks and 0.0 <= min(c) <= max(c) <= 20.0
+                                               for c in curve["per_seed"])
 
 
 def test_markdown_regenerates_from_rows(smoke):
@@ -101,3 +107,25 @@ def test_list(capsys):
 
 def test_budgets_are_written_in_scientific_notation():
     assert [reproduce.format_steps(n) for n in (2_000_000, 9_984_000, 490_000)] == ["2.0e6", "1.0e7", "4.9e5"]
+
+
+def test_comparison_table_picks_headline_rows():
+    """One line per entry of a preset: the full-budget row before a longer-ago shrunk or noted one, 'not run'
+    where nothing was run, 'reached' at the shown precision, the curve as means over seeds."""
+    entries = reproduce.PRESETS["jmarl_smax"].entries
+    base = dict(preset="jmarl_smax", algo="mappo", env="smax", env_label="smax 2s3z", metric="win_rate", seeds=2,
+                budget=10_000_000, published={"value": 1.0, "source": "p", "measures": ""}, note="")
+    full = dict(base, env_steps=9_994_240, scaled=False, mean=0.995, ci=[0.99, 1.0], per_seed=[0.99, 1.0],
+                date="2026-11-01", curve={"env_steps": [1, 2], "per_seed": [[0.1, 0.99], [0.3, 1.0]]})
+    short = dict(full, env_steps=1_000_000, scaled=True, mean=0.5, per_seed=[0.5, 0.5], date="2026-12-01")
+    noted = dict(full, note="an older preset", mean=0.2, date="2026-12-02")
+    other = dict(short, preset="jaxmarl_smax", mean=0.1)
+    table = reproduce.render_comparison([short, full, noted, other], "jmarl_smax", ("mappo",))
+    lines = table.splitlines()[2:]
+    assert len(lines) == sum(e.algo == "mappo" for e in entries)
+    (line,) = [ln for ln in lines if ln.startswith("| smax 2s3z | mappo |")]
+    assert "| 1.0e7 | 2 | 100% [99%, 100%] | 99%, 100% | 100% | yes | 20% 100% |" in line
+    assert "| smax 3s5z | mappo | not run |" in table and "| ippo |" not in table
+    # A shrunk row alone speaks, and says at which budget; below the figure is "no".
+    table = reproduce.render_comparison([short], "jmarl_smax", ("mappo",))
+    assert "| 1.0e6 (of 1.0e7) | 2 | 50% [99%, 100%] | 50%, 50% | 100% | no (at 1.0e6) |" in table
