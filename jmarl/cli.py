@@ -129,7 +129,8 @@ def _reproduce(args) -> int:
         raise ConfigError(f"give a preset: {sorted(reproduce.PRESETS)} (see `jmarl reproduce --list`)")
     command = reproduce.command_line(args.preset, args.seeds, args.steps, args.scale, args.only)
     rows = reproduce.reproduce(args.preset, seeds=args.seeds, steps=args.steps, scale=args.scale, only=args.only,
-                               out=args.out, results_file=args.results, command=command, quiet=args.quiet)
+                               out=args.out, results_file=args.results, command=command, quiet=args.quiet,
+                               resume=args.resume)
     print(f"{len(rows)} row(s) appended to {args.results}; table: {Path(args.results).with_suffix('.md')}")
     return 0
 
@@ -145,6 +146,9 @@ def _add_reproduce_parser(sub) -> None:
     p.add_argument("--scale", type=float, help="multiply every entry's budget by this")
     p.add_argument("--only", nargs="+", help="entries to run: algorithm, environment label or entry name")
     p.add_argument("--out", help="parent of the run directories (default runs/reproduce/PRESET_TIME)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue in --out: skip entries that have their row, resume a cut-short one from its "
+                        "newest intact checkpoint")
     p.add_argument("--results", default=str(RESULTS_JSONL),
                    help="results store (JSONL); the .md beside it is regenerated")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -300,12 +300,20 @@ def learning_curve(run_dir: str | Path, metric: str) -> dict:
 
 def reproduce(preset_name: str, *, seeds: int | None = None, steps: int | None = None, scale: float | None = None,
               only: Sequence[str] | None = None, out: str | Path | None = None,
-              results_file: str | Path = RESULTS_JSONL, command: str = "", quiet: bool = False) -> list[dict]:
+              results_file: str | Path = RESULTS_JSONL, command: str = "", quiet: bool = False,
+              resume: bool = False) -> list[dict]:
     """Train every selected entry of a preset (seeds in one program each), append a row per entry to
-    ``results_file`` and regenerate the markdown table beside it. Returns the new rows."""
+    ``results_file`` and regenerate the markdown table beside it. Returns the new rows.
+
+    ``resume`` (with ``out``): an entry whose run directory already has its row in ``results_file`` is
+    skipped, and one that was cut short continues from its newest intact checkpoint, so a killed preset
+    loses at most one chunk of one entry.
+    """
     preset = get_preset(preset_name)
     if seeds is not None and seeds < 1:
         raise ConfigError(f"--seeds {seeds}: need at least 1")
+    if resume and out is None:
+        raise ConfigError("--resume continues the run directories under --out: give --out")
     seeds = seeds or preset.default_seeds
     entries = select(preset, only)
     resolved_all = validate(entries, steps, scale)
@@ -314,14 +322,19 @@ def reproduce(preset_name: str, *, seeds: int | None = None, steps: int | None =
     out = Path(out or f"runs/reproduce/{preset.name}_{time.strftime('%Y%m%d-%H%M%S')}")
     results_file = Path(results_file)
     rows = []
+    finished = {Path(r["run_dir"]).resolve() for r in read_rows(results_file)} if resume else set()
     for entry, resolved in zip(entries, resolved_all):
         run_dir = out / entry.name.replace("/", "_")
+        if run_dir.resolve() in finished:
+            if not quiet:
+                print(f"jmarl reproduce {preset.name}: {entry.name} has its row already ({run_dir})", flush=True)
+            continue
         if not quiet:
             print(f"jmarl reproduce {preset.name}: {entry.name}, {seeds} seed(s) x "
                   f"{resolved.config.total_timesteps:,} steps -> {run_dir}", flush=True)
         pop = Population.grid([resolved.hparams], list(range(seeds)))
         t0 = time.perf_counter()
-        results = train(resolved, pop, run_dir, quiet=quiet, wandb="disabled")
+        results = train(resolved, pop, run_dir, quiet=quiet, wandb="disabled", resume=resume)
         row = result_row(preset.name, entry, resolved, results, time.perf_counter() - t0, command, run_dir)
         append_row(results_file, row)
         rows.append(row)

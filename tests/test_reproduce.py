@@ -129,3 +129,31 @@ def test_comparison_table_picks_headline_rows():
     # A shrunk row alone speaks, and says at which budget; below the figure is "no".
     table = reproduce.render_comparison([short], "jmarl_smax", ("mappo",))
     assert "| 1.0e6 (of 1.0e7) | 2 | 50% [99%, 100%] | 50%, 50% | 100% | no (at 1.0e6) |" in table
+
+
+def test_resume_continues_a_killed_preset(tmp_path, monkeypatch):
+    """A preset killed after its first chunk resumes from that checkpoint (chunk 0 is not trained again); run
+    once more, the finished entry is skipped rather than trained or recorded twice."""
+    import jmarl.run
+
+    real_train = jmarl.run.train
+
+    def killed_after_first_chunk(*args, **kwargs):
+        def kill(chunk, rows):
+            raise KeyboardInterrupt
+        return real_train(*args, on_chunk=kill, **kwargs)
+
+    runs, results = tmp_path / "runs", tmp_path / "r.jsonl"
+    kw = dict(seeds=1, out=runs, results_file=results, quiet=True, resume=True)
+    monkeypatch.setattr(jmarl.run, "train", killed_after_first_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        reproduce.reproduce("smoke", **kw)
+    assert not results.exists()
+    monkeypatch.setattr(jmarl.run, "train", real_train)
+    (row,) = reproduce.reproduce("smoke", **kw)
+    chunks = [json.loads(line)["chunk"] for line in (runs / "ippo_probe_matrix" / "metrics.jsonl").open()]
+    assert chunks == list(range(row["config"]["config"]["num_evals"]))  # each chunk trained and logged once
+    assert reproduce.reproduce("smoke", **kw) == []
+    assert [(r["run_dir"], r["date"]) for r in reproduce.read_rows(results)] == [(row["run_dir"], row["date"])]
+    with pytest.raises(ConfigError, match="--out"):
+        reproduce.reproduce("smoke", seeds=1, results_file=results, quiet=True, resume=True)
