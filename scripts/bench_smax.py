@@ -114,16 +114,18 @@ def learning_section() -> str:
     from jmarl.reproduce import RESULTS_JSONL, read_rows, render_comparison
 
     rows = [r for r in read_rows(RESULTS_JSONL) if r["env"] == "smax"]
-    config = resolve("mappo", "smax").to_dict()["config"]
-    preset = ", ".join(f"{k}={config[k]}" for k in ("num_envs", "num_steps", "num_epochs", "num_minibatches",
-                                                    "hidden_dim", "activation"))
+    resolved = resolve("mappo", "smax").to_dict()
+    settings = {**resolved["config"], **resolved["hparams"]}
+    preset = ", ".join(f"{k}={settings[k]:g}" if isinstance(settings[k], float) else f"{k}={settings[k]}"
+                       for k in ("num_envs", "num_steps", "num_epochs", "num_minibatches", "hidden_dim",
+                                 "activation", "lr", "ent_coef", "clip_eps"))
     machines = "; ".join(sorted({r["hardware"]["machine"] for r in rows}))
     table = render_comparison(rows, "jmarl_smax", ("ippo", "mappo"))
     return f"""{LEARNING_SECTION}
 
 Greedy win rate against the scripted enemy after the budget (final evaluation: 320 episodes per seed), all
-seeds of a row in one program, with jmarl's SMAX preset of `algos/ppo.py` ({preset}, GRU actor and critic,
-lr 5e-4 annealed, ent_coef 0; IPPO's critic sees the agent's observation, MAPPO's the global state). Published:
+seeds of a row in one program, with jmarl's SMAX preset of `algos/ppo.py` ({preset}; GRU actor and critic, lr
+annealed to 0 over the run; IPPO's critic sees the agent's observation, MAPPO's the global state). Published:
 JaxMARL's recurrent IPPO / MAPPO after 1e7 steps, read off its paper's plot. The issue's bar: 2s3z >= 95% and
 at least JaxMARL's figure everywhere. Rows are the headline row per scenario and algorithm in
 [docs/results.md](results.md) (machine, wall time and command there); "(of 1.0e7)" marks a budget cut short.
