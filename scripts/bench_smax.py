@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import re
 import time
 from pathlib import Path
 

@@ -110,7 +110,7 @@ def test_budgets_are_written_in_scientific_notation():
 
 
 def test_comparison_table_picks_headline_rows():
-    """One line per entry of a preset: the full-budget row before a longer-ago shrunk or noted one, 'not run'
+    """One line per entry of a preset: the full-budget row before newer shrunk or noted ones, 'not run'
     where nothing was run, 'reached' at the shown precision, the curve as means over seeds."""
     entries = reproduce.PRESETS["jmarl_smax"].entries
     base = dict(preset="jmarl_smax", algo="mappo", env="smax", env_label="smax 2s3z", metric="win_rate", seeds=2,
