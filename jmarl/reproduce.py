@@ -387,16 +387,25 @@ def _budget_text(row: dict) -> str:
     return f"{text} (of {format_steps(row['budget'])})" if row["scaled"] else text
 
 
+class _Footnotes:
+    """Numbered notes that a table cites as ``[n]``, each listed once below it."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def __call__(self, text: str) -> str:
+        if text not in self.texts:
+            self.texts.append(text)
+        return f"[{self.texts.index(text) + 1}]"
+
+    def lines(self) -> list[str]:
+        return [f"{i + 1}. {text}" for i, text in enumerate(self.texts)]
+
+
 def render_markdown(rows: Sequence[dict]) -> str:
     """docs/results.md: one table per environment, a row per result, then the numbered sources and
     machines that the rows cite."""
-    notes: list[str] = []
-
-    def note(text: str) -> str:
-        if text not in notes:
-            notes.append(text)
-        return f"[{notes.index(text) + 1}]"
-
+    note = _Footnotes()
     lines = ["# Results", "",
              "Every row was produced by `jmarl reproduce`, or by a benchmark script training the same preset",
              "(the command is in the row), and is generated from",
@@ -428,8 +437,8 @@ def render_markdown(rows: Sequence[dict]) -> str:
         lines.append("")
     if not rows:
         lines += ["No results yet: run `jmarl reproduce --list`, then `jmarl reproduce PRESET`.", ""]
-    if notes:
-        lines += ["## Sources and machines", ""] + [f"{i + 1}. {n}" for i, n in enumerate(notes)] + [""]
+    if note.texts:
+        lines += ["## Sources and machines", ""] + note.lines() + [""]
     return "\n".join(lines)
 
 
@@ -457,7 +466,9 @@ def _curve_text(row: dict) -> str:
 def render_comparison(rows: Sequence[dict], preset: str, algos: Sequence[str]) -> str:
     """One line per entry of ``preset`` whose algorithm is in ``algos``, with its headline row
     (``headline_rows``): jmarl's value [95% CI] and per seed, the published figure, whether jmarl's mean reaches
-    it, and the learning curve; entries with no row yet say so."""
+    it, and the learning curve; entries with no row yet say so. A row's note (older settings, say) is cited
+    beside its budget and listed below the table."""
+    note = _Footnotes()
     lines = ["| environment | algo | budget | seeds | jmarl [95% CI] | per seed | published | reached | "
              "greedy, mean over seeds, after each chunk |", "|---|---|---:|---:|---|---|---:|---|---|"]
     found = headline_rows(rows, preset, algos)
@@ -474,10 +485,11 @@ def render_comparison(rows: Sequence[dict], preset: str, algos: Sequence[str]) -
         reached = "-" if pub is None else ("yes" if shown(r["mean"]) >= shown(pub) else "no")
         if pub is not None and r["scaled"]:
             reached += f" (at {format_steps(r['env_steps'])})"
-        lines.append(f"| {e.env_label} | {e.algo} | {_budget_text(r)} | {r['seeds']} | {mean_ci_text(r)} | "
+        budget = _budget_text(r) + (f" {note(r['note'])}" if r.get("note") else "")
+        lines.append(f"| {e.env_label} | {e.algo} | {budget} | {r['seeds']} | {mean_ci_text(r)} | "
                      f"{', '.join(format_value(v, m) for v in r['per_seed'])} | {format_value(pub, m)} | {reached} | "
                      f"{_curve_text(r)} |")
-    return "\n".join(lines)
+    return "\n".join(lines + ([""] + note.lines() if note.texts else []))
 
 
 def write_markdown(results_file: str | Path = RESULTS_JSONL, path: str | Path | None = None) -> Path:

@@ -129,6 +129,10 @@ def test_comparison_table_picks_headline_rows():
     # A shrunk row alone speaks, and says at which budget; below the figure is "no".
     table = reproduce.render_comparison([short], "jmarl_smax", ("mappo",))
     assert "| 1.0e6 (of 1.0e7) | 2 | 50% [99%, 100%] | 50%, 50% | 100% | no (at 1.0e6) |" in table
+    # A noted row (older settings) that speaks alone cites its note, listed below the table.
+    table = reproduce.render_comparison([noted], "jmarl_smax", ("mappo",))
+    assert "| smax 2s3z | mappo | 1.0e7 [1] | 2 | 20% [99%, 100%] |" in table
+    assert table.endswith("\n\n1. an older preset")
 
 
 def test_resume_continues_a_killed_preset(tmp_path, monkeypatch):
