@@ -113,17 +113,15 @@ def learning_section() -> str:
     from jmarl.reproduce import RESULTS_JSONL, read_rows, render_comparison
 
     rows = [r for r in read_rows(RESULTS_JSONL) if r["env"] == "smax"]
+    ippo, mappo = ({**d["config"], **d["hparams"]} for d in (resolve(a, "smax").to_dict() for a in ("ippo", "mappo")))
     text = lambda v: f"{v:g}" if isinstance(v, float) else str(v)
-    settings = {}  # key -> {algo: value}
-    for algo in ("ippo", "mappo"):
-        resolved = resolve(algo, "smax").to_dict()
-        for key, value in {**resolved["config"], **resolved["hparams"]}.items():
-            settings.setdefault(key, {})[algo] = text(value)
-    # One value where the algorithms agree, both where they differ.
-    preset = ", ".join(f"{k}={settings[k]['ippo']}" if len(set(settings[k].values())) == 1 else
-                       f"{k}={settings[k]['ippo']} (IPPO) / {settings[k]['mappo']} (MAPPO)"
-                       for k in ("num_envs", "num_steps", "num_epochs", "num_minibatches", "hidden_dim",
-                                 "activation", "lr", "ent_coef", "clip_eps"))
+
+    def setting(key: str) -> str:  # one value where the algorithms agree, both where they differ
+        i, m = text(ippo[key]), text(mappo[key])
+        return f"{key}={i}" if i == m else f"{key}={i} (IPPO) / {m} (MAPPO)"
+
+    preset = ", ".join(setting(k) for k in ("num_envs", "num_steps", "num_epochs", "num_minibatches", "hidden_dim",
+                                            "activation", "lr", "ent_coef", "clip_eps"))
     machines = "; ".join(sorted({r["hardware"]["machine"] for r in rows}))
     table = render_comparison(rows, "jmarl_smax", ("ippo", "mappo"))
     return f"""{LEARNING_SECTION}
