@@ -387,6 +387,34 @@ def _budget_text(row: dict) -> str:
     return f"{text} (of {format_steps(row['budget'])})" if row["scaled"] else text
 
 
+def settings_changed(row: dict) -> dict[str, tuple[Any, Any]]:
+    """Settings ``row`` was trained at that its preset's entry has since changed: ``{key: (then, now)}``.
+
+    The row's recorded config is compared with the entry resolved today at the row's budget, over the keys the
+    row recorded (a key added since has no recorded value to compare). Empty for a row whose entry is not in
+    today's presets (a benchmark script's row, say) or that recorded no config."""
+    preset = PRESETS.get(row["preset"])
+    entry = next((e for e in preset.entries if (e.env_label, e.algo) == (row["env_label"], row["algo"])), None) \
+        if preset else None
+    then = row.get("config")
+    if entry is None or not then:
+        return {}
+    # Through JSON, as the row was stored: tuples become lists.
+    now = json.loads(json.dumps(entry.resolved(then["config"]["total_timesteps"]).to_dict()))
+    changed = {}
+    for section in ("env_kwargs", "config", "hparams"):
+        new = now.get(section, {})
+        changed.update({k: (v, new[k]) for k, v in then.get(section, {}).items() if k in new and new[k] != v})
+    return changed
+
+
+def row_notes(row: dict) -> list[str]:
+    """What a table says beside a row: its own note, and the settings its entry has changed since it ran."""
+    changed = settings_changed(row)
+    since = ", ".join(f"{k}={then} (now {now})" for k, (then, now) in changed.items())
+    return [text for text in (row.get("note"), changed and f"trained before a preset change: {since}") if text]
+
+
 class _Footnotes:
     """Numbered notes that a table cites as ``[n]``, each listed once below it."""
 
@@ -397,6 +425,10 @@ class _Footnotes:
         if text not in self.texts:
             self.texts.append(text)
         return f"[{self.texts.index(text) + 1}]"
+
+    def cite(self, row: dict) -> str:
+        """`` [1] [2]``: every note of ``row`` (``row_notes``), or nothing."""
+        return "".join(f" {self(text)}" for text in row_notes(row))
 
     def lines(self) -> list[str]:
         return [f"{i + 1}. {text}" for i, text in enumerate(self.texts)]
@@ -430,7 +462,7 @@ def render_markdown(rows: Sequence[dict]) -> str:
             source = pub["source"] + (f" ({pub['measures']})" if pub.get("measures") else "")
             published = f"{format_value(pub['value'], m)} {note(source)}"
             lines.append(
-                f"| {r['algo']} | {r['preset']}{' ' + note(r['note']) if r.get('note') else ''} | {_budget_text(r)} | {r['seeds']} | {mean_ci_text(r)} | "
+                f"| {r['algo']} | {r['preset']}{note.cite(r)} | {_budget_text(r)} | {r['seeds']} | {mean_ci_text(r)} | "
                 f"{format_value(r['iqm'], m)} | {published} | {r['wall_seconds']:.0f} s | "
                 f"{r['env_steps_per_second']:.3g} | {note(r['hardware']['machine'])} | {r['date'][:10]} | "
                 f"`{r['command']}` |")
@@ -444,9 +476,11 @@ def render_markdown(rows: Sequence[dict]) -> str:
 
 def headline_rows(rows: Sequence[dict], preset: str, algos: Sequence[str]) -> dict[tuple[str, str], dict]:
     """The row that speaks for each (environment label, algorithm) of ``preset``: a row of the current preset
-    (no note) before an older one, the full budget before a shrunk one, then more steps, more seeds, the newest."""
+    (no note, no setting changed since) before an older one, the full budget before a shrunk one, then more
+    steps, more seeds, the newest."""
     best: dict[tuple[str, str], dict] = {}
-    rank = lambda r: (not r.get("note"), not r["scaled"], r["env_steps"], r["seeds"], r["date"])
+    current = {id(r): not r.get("note") and not settings_changed(r) for r in rows}
+    rank = lambda r: (current[id(r)], not r["scaled"], r["env_steps"], r["seeds"], r["date"])
     for r in rows:
         key = (r["env_label"], r["algo"])
         if r["preset"] == preset and r["algo"] in algos and (key not in best or rank(r) > rank(best[key])):
@@ -466,8 +500,8 @@ def _curve_text(row: dict) -> str:
 def render_comparison(rows: Sequence[dict], preset: str, algos: Sequence[str]) -> str:
     """One line per entry of ``preset`` whose algorithm is in ``algos``, with its headline row
     (``headline_rows``): jmarl's value [95% CI] and per seed, the published figure, whether jmarl's mean reaches
-    it, and the learning curve; entries with no row yet say so. A row's note (older settings, say) is cited
-    beside its budget and listed below the table."""
+    it, and the learning curve; entries with no row yet say so. A row's notes (``row_notes``: its own, and
+    settings its entry has changed since) are cited beside its budget and listed below the table."""
     note = _Footnotes()
     lines = ["| environment | algo | budget | seeds | jmarl [95% CI] | per seed | published | reached | "
              "greedy, mean over seeds, after each chunk |", "|---|---|---:|---:|---|---|---:|---|---|"]
@@ -485,7 +519,7 @@ def render_comparison(rows: Sequence[dict], preset: str, algos: Sequence[str]) -
         reached = "-" if pub is None else ("yes" if shown(r["mean"]) >= shown(pub) else "no")
         if pub is not None and r["scaled"]:
             reached += f" (at {format_steps(r['env_steps'])})"
-        budget = _budget_text(r) + (f" {note(r['note'])}" if r.get("note") else "")
+        budget = _budget_text(r) + note.cite(r)
         lines.append(f"| {e.env_label} | {e.algo} | {budget} | {r['seeds']} | {mean_ci_text(r)} | "
                      f"{', '.join(format_value(v, m) for v in r['per_seed'])} | {format_value(pub, m)} | {reached} | "
                      f"{_curve_text(r)} |")

@@ -135,6 +135,31 @@ def test_comparison_table_picks_headline_rows():
     assert table.endswith("\n\n1. an older preset")
 
 
+def test_rows_trained_before_a_preset_change_are_found():
+    """A row records its config; a setting its entry has changed since is reported and cited, a key added
+    since (nothing recorded to compare) is not, and a current row beats a newer stale one as headline."""
+    entry = next(e for e in reproduce.PRESETS["jmarl_smax"].entries if e.name == "ippo/smax_2s3z")
+    config = json.loads(json.dumps(entry.resolved(entry.total_timesteps).to_dict()))
+    row = dict(preset="jmarl_smax", algo="ippo", env="smax", env_label="smax 2s3z", metric="win_rate", seeds=2,
+               budget=entry.total_timesteps, env_steps=9_994_240, scaled=False, mean=0.9, ci=[0.8, 1.0],
+               per_seed=[0.8, 1.0], published={"value": 0.9, "source": "p", "measures": ""}, note="",
+               date="2026-11-01", config=config)
+    assert reproduce.settings_changed(row) == {} and reproduce.row_notes(row) == []
+    assert reproduce.settings_changed(dict(row, config=None)) == {}
+    old_hparams = dict(config["hparams"], ent_coef=config["hparams"]["ent_coef"] + 0.5)
+    old_config = {k: v for k, v in config["config"].items() if k != "fixed_policy"}  # a key added since
+    stale = dict(row, config=dict(config, hparams=old_hparams, config=old_config), mean=0.1, date="2026-12-01")
+    now = config["hparams"]["ent_coef"]
+    assert reproduce.settings_changed(stale) == {"ent_coef": (now + 0.5, now)}
+    assert reproduce.row_notes(dict(stale, note="n")) == ["n", f"trained before a preset change: "
+                                                               f"ent_coef={now + 0.5} (now {now})"]
+    table = reproduce.render_comparison([stale], "jmarl_smax", ("ippo",))
+    assert "| smax 2s3z | ippo | 1.0e7 [1] | 2 | 10% [80%, 100%] |" in table
+    assert table.endswith(f"1. trained before a preset change: ent_coef={now + 0.5} (now {now})")
+    assert "| smax 2s3z | ippo | 1.0e7 | 2 | 90% [80%, 100%] |" in reproduce.render_comparison(
+        [row, stale], "jmarl_smax", ("ippo",))
+
+
 def test_resume_continues_a_killed_preset(tmp_path, monkeypatch):
     """A preset killed after its first chunk resumes from that checkpoint (chunk 0 is not trained again); run
     once more, the finished entry is skipped rather than trained or recorded twice."""
