@@ -273,6 +273,29 @@ def test_heuristic_mirror_match_is_even():
     assert 0.3 <= wins.mean() <= 0.7, f"heuristic allies won {wins.mean():.1%} against the same heuristic"
 
 
+def test_heuristic_advance_modes():
+    """With no foe in range, "closest" advances on the closest living foe; "random_visible" (JaxMARL's rule)
+    on a foe in sight drawn anew each step, and on the closest when none is in sight."""
+    from jmarl.envs.smax.heuristic import NORTH, SOUTH
+    # 3m: allies 0-2, enemies 3-5. Enemy 3 at the centre; ally 0 7 north, ally 1 6 south (both in sight
+    # 9, out of range 5); ally 2 and the other enemies dead.
+    near = [[16, 23], [16, 10], [0, 0], [16, 16], [0, 0], [0, 0]]
+    far = [[16, 30], [16, 4], [0, 0], [16, 16], [0, 0], [0, 0]]  # 14 north, 12 south: none in sight
+    keys = jax.random.split(jax.random.key(0), 64)
+
+    def moves(advance, pos):
+        env = jmarl.make("smax", scenario="3m", advance=advance)
+        state = battle_state(env, pos, [45, 45, 0, 45, 0, 0])
+        return np.asarray(jit(jax.vmap(lambda k: env.heuristic_actions(k, state, "enemies")[0]))(keys))
+
+    assert (moves("closest", near) == SOUTH).all() and (moves("closest", far) == SOUTH).all()
+    drawn = moves("random_visible", near)
+    assert set(drawn.tolist()) == {NORTH, SOUTH} and 0.2 < (drawn == NORTH).mean() < 0.8
+    assert (moves("random_visible", far) == SOUTH).all()
+    with pytest.raises(jmarl.ConfigError, match="random_visible"):
+        jmarl.make("smax", advance="random")
+
+
 def test_policy_enemy():
     base = jmarl.make("smax", scenario="3m", enemy="learning")
     stop = lambda obs, avail, key: jnp.full(obs.shape[0], STOP, jnp.int32)  # noqa: E731

@@ -30,7 +30,9 @@ dies while a teammate lives. Terminated when a team is eliminated; truncated at 
 
 Differences from JaxMARL's SMAX (whose unit stats, map, timing, cooldown noise and reward scale these
 are): the map edge stops units instead of killing them (SC2 has no lethal walls); the scripted enemy
-advances on the closest living foe instead of a random visible one; cooldown noise is drawn once per
+advances on the closest living foe instead of a random visible one (``advance="random_visible"`` is
+JaxMARL's rule, except that with no foe in sight it still advances on the closest one rather than on the
+mirror image of its start through the map centre); cooldown noise is drawn once per
 step, not per tick; collisions use each tick's starting positions; enemies number their foes in index
 order (not reversed); observations put own features first, add distance, and drop last actions.
 """
@@ -90,6 +92,7 @@ class SMAX(Environment[SMAXState]):
         scenario: str = "3m"  # a name in jmarl.envs.smax.SCENARIOS (see register_scenario)
         enemy: Literal["heuristic", "learning"] = "heuristic"  # learning: "enemies" is a second team
         target_mode: Literal["closest", "lowest_health", "random"] = "closest"  # the heuristic's choice
+        advance: Literal["closest", "random_visible"] = "closest"  # the heuristic's move; JaxMARL's: random_visible
         max_steps: int = 100
         micro_ticks: int = 8  # simulation ticks per env step
         step_seconds: float = 0.5  # game time per env step
@@ -173,12 +176,14 @@ class SMAX(Environment[SMAXState]):
         onehot, stats = self._units(state.unit_type)
         x, y = state.pos[:, 0], state.pos[:, 1]
         alive = state.health > 0
-        k_noise, k_enemy = jax.random.split(key) if cfg.target_mode == "random" else (key, key)
+        random_enemy = cfg.target_mode == "random" or cfg.advance == "random_visible"
+        k_noise, k_enemy = jax.random.split(key) if random_enemy else (key, key)
         if cfg.enemy == "heuristic":
             dx, dy, d2 = pairwise(x, y)
             enemy_actions = heuristic_actions(
                 k_enemy, -dx[n:, :n], -dy[n:, :n], d2[n:, :n], alive[n:], alive[:n],
-                (state.health / stats.health)[:n], stats.attack_range[n:], state.last_action[n:], cfg.target_mode)
+                (state.health / stats.health)[:n], stats.attack_range[n:], state.last_action[n:], cfg.target_mode,
+                cfg.advance, stats.sight_range[n:])
         else:
             enemy_actions = actions["enemies"]
         act = jnp.where(alive, jnp.concatenate([actions["allies"], enemy_actions]).astype(jnp.int32), STOP)
@@ -290,7 +295,8 @@ class SMAX(Environment[SMAXState]):
         alive = state.health > 0
         return heuristic_actions(key, -dx[me, foe], -dy[me, foe], d2[me, foe], alive[me], alive[foe],
                                  (state.health / stats.health)[foe], stats.attack_range[me],
-                                 state.last_action[me], mode or self.config.target_mode)
+                                 state.last_action[me], mode or self.config.target_mode, self.config.advance,
+                                 stats.sight_range[me])
 
 
 # ----------------------------------------------------------------------------------------------------
