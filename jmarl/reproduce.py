@@ -148,9 +148,12 @@ JAXMARL_IPPO_RNN_SMAX = dict(num_envs=128, num_steps=128, num_epochs=4, num_mini
 JAXMARL_MAPPO_RNN_SMAX = dict(JAXMARL_IPPO_RNN_SMAX, lr=2e-3, clip_eps=0.2, ent_coef=0.0)
 _QL_NOTE = ("JaxMARL's episodes are 26 steps (NUM_STEPS 26) where jmarl's are 25; MIXER_INIT_SCALE 0.001 "
             "is not mirrored")
+# JaxMARL's SMAX as jmarl's options get closest to it: its enemy's rule, teammates' last actions observed.
+_JAXMARL_SMAX_ENV = {"env.advance": "random_visible", "env.obs_last_action": True}
 _SMAX_NOTE = ("JaxMARL's HeuristicEnemySMAX with attack_mode=closest: jmarl's target_mode=closest and "
               "advance=random_visible (with no foe in sight, jmarl's enemy advances on the closest foe, not on the "
-              "mirror of its start); see_enemy_actions and walls_cause_death have no jmarl counterpart")
+              "mirror of its start); obs_last_action=True observes the same last actions in jmarl's encoding; "
+              "see_enemy_actions and walls_cause_death have no jmarl counterpart")
 
 
 def _jaxmarl_mpe() -> tuple[Entry, ...]:
@@ -169,7 +172,7 @@ def _jaxmarl_smax() -> tuple[Entry, ...]:
     settings = {"ippo": (JAXMARL_IPPO_RNN_SMAX, "baselines/IPPO/config/ippo_rnn_smax.yaml"),
                 "mappo": (JAXMARL_MAPPO_RNN_SMAX, "baselines/MAPPO/config/mappo_homogenous_rnn_smax.yaml")}
     return tuple(Entry(algo, "smax", 10_000_000, smax_figure(algo, scenario),
-                       env_kwargs=dict(scenario=scenario), overrides={**over, "env.advance": "random_visible"},
+                       env_kwargs=dict(scenario=scenario), overrides={**over, **_JAXMARL_SMAX_ENV},
                        use_preset=False, metric="win_rate", settings_source=_JAXMARL + path, note=_SMAX_NOTE)
                  for scenario in _SMAX_WIN for algo, (over, path) in settings.items())
 

@@ -199,6 +199,32 @@ def test_sight_limits_observation():
     np.testing.assert_allclose(foes[2, :4], [1.0, 0.0, -8 / 9, 8 / 9], rtol=1e-6)
 
 
+def test_obs_last_action():
+    """With obs_last_action a unit block gains a teammate's last move and attack, or the fraction of the
+    observer's team that attacked a foe; the rest of the observation is unchanged."""
+    from jmarl.envs.smax.heuristic import EAST
+    plain = jmarl.make("smax", scenario="3m", enemy="learning")
+    env = jmarl.make("smax", scenario="3m", enemy="learning", obs_last_action=True)
+    assert env.teams["allies"].obs_shape == (plain.teams["allies"].obs_shape[0] + 3 * 5,)
+    # All within sight (9) of ally 2; enemies 3 and 4 within range (5) of allies 0 and 1.
+    pos = np.array([[14.0, 16.0], [14.0, 18.0], [12.0, 17.0], [17.0, 16.0], [17.0, 18.0], [18.0, 17.0]])
+    state = battle_state(env, pos, np.full(6, 45.0))
+    acts = {"allies": jnp.array([NUM_MOVES + 0, EAST, STOP]), "enemies": jnp.array([NUM_MOVES + 2, STOP, STOP])}
+    ts, state = jit(env.step)(jax.random.key(0), state, acts)
+    obs = np.asarray(ts.obs["allies"][2])
+    mates, foes = obs[10:38].reshape(2, 14), obs[38:].reshape(3, 14)
+    np.testing.assert_allclose(mates[:, -3:], [[0, 0, 1], [1, 0, 0]])  # ally 0 attacked, ally 1 moved east
+    np.testing.assert_allclose(foes[:, -3:], [[0, 0, 1 / 3], [0, 0, 0], [0, 0, 0]])  # enemy 3 by 1 of 3
+    enemy_obs = np.asarray(ts.obs["enemies"][1])  # enemy 4 sees enemy 3 attack, and no ally targeted
+    np.testing.assert_allclose(enemy_obs[10:38].reshape(2, 14)[0, -3:], [0, 0, 1])
+    np.testing.assert_allclose(enemy_obs[38:].reshape(3, 14)[:, -1], [0, 0, 1 / 3])
+    # The first F_UNIT features of each block are the plain observation's.
+    ts_plain, _ = jit(plain.step)(jax.random.key(0), battle_state(plain, pos, np.full(6, 45.0)), acts)
+    plain_obs = np.asarray(ts_plain.obs["allies"][2])
+    np.testing.assert_allclose(obs[:10], plain_obs[:10])
+    np.testing.assert_allclose(np.concatenate([mates, foes])[:, :11], plain_obs[10:].reshape(5, 11))
+
+
 # ----------------------------------------------------------------------------------------------------
 # Scenarios
 # ----------------------------------------------------------------------------------------------------

@@ -22,6 +22,10 @@ Observations, per unit of the team (zeros when dead):
   then for every other unit of the same team (index order, self skipped), then every foe [F_UNIT] each:
     health fraction, dx / sight, dy / sight, distance / sight, cooldown fraction, one-hot type [T]
     (zeros unless both are alive and the unit is within the observer's sight range).
+  With ``obs_last_action`` every unit block has F_ACT = 3 more features, from last step's actions: for a
+    teammate its move (x and y in {-1, 0, 1}) and whether it attacked; for a foe 0, 0 and the fraction of
+    the observer's team that attacked it (so a team can coordinate focus fire, as JaxMARL's and SMAC's
+    last-action features allow).
 Global state [U * F_OWN + 1]: every unit's own features (allies first), then step / max_steps.
 Reward (shared within a team): the fraction of health the foes lost this step, averaged over foes
 (a whole battle's damage sums to at most 1, as in JaxMARL), plus ``win_bonus`` on the step the last foe
@@ -34,7 +38,8 @@ advances on the closest living foe instead of a random visible one (``advance="r
 JaxMARL's rule, except that with no foe in sight it still advances on the closest one rather than on the
 mirror image of its start through the map centre); cooldown noise is drawn once per
 step, not per tick; collisions use each tick's starting positions; enemies number their foes in index
-order (not reversed); observations put own features first, add distance, and drop last actions.
+order (not reversed); observations put own features first, add distance, and carry last actions only with
+``obs_last_action`` (in their own encoding: JaxMARL's gives each unit's last move and its target's index).
 """
 from __future__ import annotations
 
@@ -56,6 +61,7 @@ from jmarl.wrappers import Wrapper
 
 F_OWN = 4 + NUM_UNIT_TYPES
 F_UNIT = 5 + NUM_UNIT_TYPES
+F_ACT = 3  # per unit block with obs_last_action
 GAME_LOOP = 1.0 / 16  # seconds per SC2 game loop at "normal" speed
 
 
@@ -93,6 +99,7 @@ class SMAX(Environment[SMAXState]):
         enemy: Literal["heuristic", "learning"] = "heuristic"  # learning: "enemies" is a second team
         target_mode: Literal["closest", "lowest_health", "random"] = "closest"  # the heuristic's choice
         advance: Literal["closest", "random_visible"] = "closest"  # the heuristic's move; JaxMARL's: random_visible
+        obs_last_action: bool = False  # teammates' last moves and attacks, and how many attacked each foe
         max_steps: int = 100
         micro_ticks: int = 8  # simulation ticks per env step
         step_seconds: float = 0.5  # game time per env step
@@ -120,7 +127,7 @@ class SMAX(Environment[SMAXState]):
     # ------------------------------------------------------------------------------------------------
     @property
     def teams(self) -> dict[str, Team]:
-        obs = (F_OWN + F_UNIT * (self.num_units - 1),)
+        obs = (F_OWN + (F_UNIT + F_ACT * self.config.obs_last_action) * (self.num_units - 1),)
         teams = {"allies": Team(self.num_allies, obs, Discrete(NUM_MOVES + self.num_enemies))}
         if self.config.enemy == "learning":
             teams["enemies"] = Team(self.num_enemies, obs, Discrete(NUM_MOVES + self.num_allies))
@@ -244,7 +251,7 @@ class SMAX(Environment[SMAXState]):
         onehot = jnp.broadcast_to(onehot, (self.num_units, NUM_UNIT_TYPES))
         own = jnp.concatenate([health[:, None], state.pos / size, cooldown[:, None], onehot], -1)
         own = jnp.where(alive[:, None], own, 0.0)  # [U, F_OWN]
-        seen = (health, cooldown, onehot, alive, stats.sight_range, dx, dy, d2)
+        seen = (health, cooldown, onehot, alive, stats.sight_range, dx, dy, d2, state.last_action)
         obs = {"allies": self._team_obs(0, n, own, *seen)}
         avail = {"allies": self._team_avail(slice(0, n), slice(n, None), alive, stats.attack_range, d2)}
         reward = {"allies": jnp.full((n,), rewards[0])}
@@ -256,23 +263,38 @@ class SMAX(Environment[SMAXState]):
         return TimeStep(obs=obs, reward=reward, terminated=terminated, truncated=truncated,
                         global_state=global_state, avail_actions=avail, info={"won": won})
 
-    def _team_obs(self, lo, hi, own, health, cooldown, onehot, alive, sight, dx, dy, d2) -> jax.Array:
+    def _team_obs(self, lo, hi, own, health, cooldown, onehot, alive, sight, dx, dy, d2, last_action) -> jax.Array:
         """f32[n, O] for the units lo:hi (one team): own features, teammates, then foes."""
         n, u = hi - lo, self.num_units
         inv_sight = 1.0 / sight[lo:hi, None]  # [n, 1]
         visible = alive[lo:hi, None] & alive[None, :] & (d2[lo:hi] * inv_sight ** 2 < 1.0)  # [n, U]
-        feats = jnp.concatenate([
+        blocks = [
             jnp.broadcast_to(health[None, :, None], (n, u, 1)),
             (-dx[lo:hi] * inv_sight)[..., None],  # position of the other unit relative to the observer
             (-dy[lo:hi] * inv_sight)[..., None],
             (jnp.sqrt(d2[lo:hi]) * inv_sight)[..., None],
             jnp.broadcast_to(cooldown[None, :, None], (n, u, 1)),
             jnp.broadcast_to(onehot[None], (n, u, NUM_UNIT_TYPES)),
-        ], -1)
-        feats = jnp.where(visible[..., None], feats, 0.0)  # [n, U, F_UNIT]
+        ]
+        if self.config.obs_last_action:
+            blocks.append(jnp.broadcast_to(self._last_action_features(lo, hi, last_action)[None], (n, u, F_ACT)))
+        feats = jnp.where(visible[..., None], jnp.concatenate(blocks, -1), 0.0)  # [n, U, F_UNIT (+ F_ACT)]
         mates = drop_diagonal(feats[:, lo:hi])
         foes = feats[:, self.num_allies:] if lo == 0 else feats[:, :self.num_allies]
         return jnp.concatenate([own[lo:hi], mates.reshape(n, -1), foes.reshape(n, -1)], -1)
+
+    def _last_action_features(self, lo: int, hi: int, last_action: jax.Array) -> jax.Array:
+        """f32[U, F_ACT] as the team lo:hi sees last step's actions: a teammate's move x, move y and whether it
+        attacked; for a foe 0, 0 and the fraction of the team that attacked it."""
+        move_x = (last_action == EAST).astype(jnp.float32) - (last_action == WEST)
+        move_y = (last_action == NORTH).astype(jnp.float32) - (last_action == SOUTH)
+        attacked = last_action >= NUM_MOVES  # [U]
+        hits = ((last_action + self._target_offset)[:, None] == np.arange(self.num_units)) & self._foe  # [U, U]
+        targeted = jnp.sum(hits[lo:hi] & attacked[lo:hi, None], axis=0) / (hi - lo)  # [U]
+        is_mate = (np.arange(self.num_units) >= lo) & (np.arange(self.num_units) < hi)
+        mate = jnp.stack([move_x, move_y, attacked.astype(jnp.float32)], -1)
+        foe = jnp.stack([jnp.zeros_like(targeted), jnp.zeros_like(targeted), targeted], -1)
+        return jnp.where(is_mate[:, None], mate, foe)
 
     @staticmethod
     def _team_avail(team: slice, foes: slice, alive, attack_range, d2) -> jax.Array:
