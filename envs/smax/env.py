@@ -289,8 +289,9 @@ class SMAX(Environment[SMAXState]):
         move_x = (last_action == EAST).astype(jnp.float32) - (last_action == WEST)
         move_y = (last_action == NORTH).astype(jnp.float32) - (last_action == SOUTH)
         attacked = last_action >= NUM_MOVES  # [U]
+        # i attacked j; a move's offset index is never i's foe, so the foe mask alone leaves only attacks.
         hits = ((last_action + self._target_offset)[:, None] == np.arange(self.num_units)) & self._foe  # [U, U]
-        targeted = jnp.sum(hits[lo:hi] & attacked[lo:hi, None], axis=0) / (hi - lo)  # [U]
+        targeted = jnp.sum(hits[lo:hi], axis=0) / (hi - lo)  # [U]
         is_mate = (np.arange(self.num_units) >= lo) & (np.arange(self.num_units) < hi)
         mate = jnp.stack([move_x, move_y, attacked.astype(jnp.float32)], -1)
         foe = jnp.stack([jnp.zeros_like(targeted), jnp.zeros_like(targeted), targeted], -1)
