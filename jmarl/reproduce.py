@@ -279,6 +279,8 @@ def result_row(preset: str, entry: Entry, resolved: ResolvedConfig, results: dic
     values = config["win_rates"] if entry.metric == "win_rate" else config["returns"]
     agg = aggregate(np.asarray(values))
     cfg = resolved.config
+    earlier = results.get("earlier_train_seconds", 0.0)  # training time of the commands this one resumed
+    earlier = earlier if math.isfinite(earlier) else None  # None: resumed from a checkpoint without a clock
     return {
         "preset": preset, "name": entry.name, "algo": entry.algo, "env": entry.env, "env_label": entry.env_label,
         "env_kwargs": resolved.env_kwargs, "env_steps": cfg.num_updates * cfg.batch_size,
@@ -289,7 +291,8 @@ def result_row(preset: str, entry: Entry, resolved: ResolvedConfig, results: dic
         "iqm_ci": [agg["iqm_lo"], agg["iqm_hi"]], "per_seed": [float(v) for v in values],
         "final_returns": config["returns"],
         "published": dataclasses.asdict(entry.published), "settings_source": entry.settings_source,
-        "note": entry.note, "wall_seconds": wall, "compile_seconds": results["compile_seconds"],
+        "note": entry.note, "wall_seconds": wall + (earlier or 0.0), "compile_seconds": results["compile_seconds"],
+        "resumed_at_chunk": results.get("resumed_at_chunk", 0), "earlier_train_seconds": earlier,
         "train_seconds": results["train_seconds"], "env_steps_per_second": results["env_steps_per_second"],
         "hardware": hardware(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": command, "run_dir": str(run_dir), "jmarl_version": jmarl.__version__,
@@ -405,10 +408,10 @@ def settings_changed(row: dict) -> dict[str, tuple[Any, Any]]:
     preset = PRESETS.get(row["preset"])
     entry = next((e for e in preset.entries if (e.env_label, e.algo) == (row["env_label"], row["algo"])), None) \
         if preset else None
-    then = row.get("config")
-    if entry is None or not then:
+    if entry is None or not row.get("config"):
         return {}
-    # Through JSON, as the row was stored: tuples become lists.
+    # Both through JSON, as rows are stored: tuples become lists.
+    then = json.loads(json.dumps(row["config"]))
     now = json.loads(json.dumps(entry.resolved(then["config"]["total_timesteps"]).to_dict()))
     changed = {}
     for section in ("env_kwargs", "config", "hparams"):
@@ -418,10 +421,15 @@ def settings_changed(row: dict) -> dict[str, tuple[Any, Any]]:
 
 
 def row_notes(row: dict) -> list[str]:
-    """What a table says beside a row: its own note, and the settings its entry has changed since it ran."""
+    """What a table says beside a row: its own note, the settings its entry has changed since it ran, and
+    whether its wall time misses chunks trained by an earlier command."""
     changed = settings_changed(row)
     since = ", ".join(f"{k}={then} (now {now})" for k, (then, now) in changed.items())
-    return [text for text in (row.get("note"), changed and f"trained before a preset change: {since}") if text]
+    start = row.get("resumed_at_chunk", 0)
+    untimed = start and row.get("earlier_train_seconds") is None and (
+        f"wall time from chunk {start} on: resumed from a checkpoint that predates the run clock")
+    return [text for text in (row.get("note"), changed and f"trained before a preset change: {since}", untimed)
+            if text]
 
 
 class _Footnotes:

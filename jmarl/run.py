@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -115,6 +116,8 @@ def train(resolved: ResolvedConfig, pop: Population, run_dir: str | Path, *, res
     """Train every member of ``pop`` in one program; returns the results written to ``results.json``.
 
     ``on_chunk(chunk, rows)`` is called on the host after each chunk is logged and checkpointed.
+    Checkpoints carry the run's training seconds so far, so a resumed run reports the time of every command
+    (``earlier_train_seconds``: those before this one; NaN for checkpoints older than that clock).
     """
     if wandb not in ("offline", "online", "disabled"):
         raise ConfigError(f"wandb={wandb!r}: choose offline, online or disabled")
@@ -137,7 +140,7 @@ def train(resolved: ResolvedConfig, pop: Population, run_dir: str | Path, *, res
     # Placed like the population so run_chunk's compiled input shardings match on every device count.
     runner = jax.device_put(init(keys, hparams), sharding)
 
-    start_chunk = 0
+    start_chunk, earlier_s = 0, 0.0  # earlier_s: training seconds of the commands this one resumes
     ckpt_root = run_dir / "checkpoints"
     if resume:
         found = checkpoint.latest_intact(ckpt_root)
@@ -145,6 +148,7 @@ def train(resolved: ResolvedConfig, pop: Population, run_dir: str | Path, *, res
             path, ckpt_meta = found
             runner = jax.device_put(checkpoint.restore(path, runner), sharding)
             start_chunk = ckpt_meta["chunk"] + 1
+            earlier_s = ckpt_meta.get("train_seconds", math.nan)  # NaN: saved before runs kept their clock
             if not quiet:
                 print(f"jmarl: resumed from {path} (chunk {start_chunk} of {cfg.num_chunks})")
     metrics_path = run_dir / "metrics.jsonl"
@@ -168,7 +172,8 @@ def train(resolved: ResolvedConfig, pop: Population, run_dir: str | Path, *, res
                        | {"env_steps": rows[0]["env_steps"]})
         progress.update(steps_per_chunk, rows)
         if (chunk + 1) % checkpoint_every == 0 or chunk + 1 == cfg.num_chunks:
-            checkpoint.save(ckpt_root, chunk, runner, {"env_steps": rows[0]["env_steps"]}, keep=keep_checkpoints)
+            checkpoint.save(ckpt_root, chunk, runner, {"env_steps": rows[0]["env_steps"],
+                            "train_seconds": earlier_s + time.perf_counter() - t0}, keep=keep_checkpoints)
         if on_chunk is not None:
             on_chunk(chunk, rows)
     train_s = time.perf_counter() - t0
@@ -179,7 +184,8 @@ def train(resolved: ResolvedConfig, pop: Population, run_dir: str | Path, *, res
     evaluate = jax.jit(jax.vmap(functools.partial(trainer.evaluate, num_episodes=final_episodes)))
     final = _host(evaluate(runner.params, jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)))
     results = _summarise(run_dir, resolved, pop, final, env, compile_s, train_s,
-                         (cfg.num_chunks - start_chunk) * steps_per_chunk)
+                         (cfg.num_chunks - start_chunk) * steps_per_chunk,
+                         {"resumed_at_chunk": start_chunk, "earlier_train_seconds": earlier_s})
     if logger is not None:
         logger.summary.update({"final_return": results["aggregate"]["mean"]})
         logger.finish()
@@ -210,7 +216,7 @@ def _truncate_metrics(path: Path, start_chunk: int):
     path.write_text("".join(r + "\n" for r in rows))
 
 
-def _summarise(run_dir, resolved, pop, final, env, compile_s, train_s, steps) -> dict:
+def _summarise(run_dir, resolved, pop, final, env, compile_s, train_s, steps, resumed: dict) -> dict:
     """results.json (per-configuration aggregates over seeds, best configuration), marl_eval.json, curve.png."""
     final_returns = np.asarray(final["eval/episode_returns"])  # [P, episodes]
     per_member = final_returns.mean(-1)
@@ -226,7 +232,8 @@ def _summarise(run_dir, resolved, pop, final, env, compile_s, train_s, steps) ->
     results = {"algo": resolved.algo, "env": resolved.env, "final_episodes": int(final_returns.shape[1]),
                "configs": configs, "best": best, "aggregate": aggregate(per_member),
                "compile_seconds": compile_s, "train_seconds": train_s,
-               "env_steps_per_second": steps / max(train_s, 1e-9), "devices": [str(d) for d in jax.devices()]}
+               "env_steps_per_second": steps / max(train_s, 1e-9), **resumed,
+               "devices": [str(d) for d in jax.devices()]}
     (run_dir / "results.json").write_text(json.dumps(results, indent=1))
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
     _export_marl_eval(run_dir, resolved, pop, rows, final_returns)

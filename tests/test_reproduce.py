@@ -182,6 +182,11 @@ def test_resume_continues_a_killed_preset(tmp_path, monkeypatch):
     (row,) = reproduce.reproduce("smoke", **kw)
     chunks = [json.loads(line)["chunk"] for line in (runs / "ippo_probe_matrix" / "metrics.jsonl").open()]
     assert chunks == list(range(row["config"]["config"]["num_evals"]))  # each chunk trained and logged once
+    # The wall time counts chunk 0 too: the killed command's training time travelled in its checkpoint.
+    assert row["resumed_at_chunk"] == 1 and 0 < row["earlier_train_seconds"] < row["wall_seconds"]
+    assert reproduce.row_notes(row) == []
+    assert reproduce.row_notes(dict(row, earlier_train_seconds=None)) == [
+        "wall time from chunk 1 on: resumed from a checkpoint that predates the run clock"]
     assert reproduce.reproduce("smoke", **kw) == []
     assert [(r["run_dir"], r["date"]) for r in reproduce.read_rows(results)] == [(row["run_dir"], row["date"])]
     with pytest.raises(ConfigError, match="--out"):

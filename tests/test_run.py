@@ -68,6 +68,7 @@ def test_run_directory_contents(uninterrupted):
     config = json.loads((run_dir / "config.json").read_text())
     assert config["config"]["num_envs"] == 8 and config["member_hparams"][2]["lr"] == pytest.approx(1e-3)
     assert len(results["configs"]) == 2 and results["final_episodes"] == 16
+    assert results["resumed_at_chunk"] == 0 and results["earlier_train_seconds"] == 0
     assert results["best"]["mean"] == max(c["mean"] for c in results["configs"])
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [f"chunk_{i:06d}" for i in range(4)]
     marl = json.loads((run_dir / "marl_eval.json").read_text())
@@ -83,7 +84,8 @@ def test_killed_run_resumes_bitwise(uninterrupted, tmp_path):
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert _final_state(run_dir)[0] == 1  # chunks 0 and 1 were saved before the kill
     rows_before = (run_dir / "metrics.jsonl").read_text().splitlines()
-    _run(run_dir, resume=True)
+    resumed_results = _run(run_dir, resume=True)
+    assert resumed_results["resumed_at_chunk"] == 2 and resumed_results["earlier_train_seconds"] > 0
     rows = (run_dir / "metrics.jsonl").read_text().splitlines()
     assert rows[:len(rows_before)] == rows_before and len(rows) == 16  # nothing lost, nothing repeated
     chunk_a, full = _leaves(full_dir)
