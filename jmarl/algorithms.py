@@ -110,5 +110,7 @@ def resolve(algo: str, env: str, overrides: Mapping[str, Any] | None = None, use
     config = build(module.Config, {**static_p, **static_o, **implied}, what=algo)
     hparams = build(module.Hparams, {**hparams_p, **hparams_o}, what=f"{algo} hyperparameters")
     env_kwargs = {**env_p, **env_o}
-    build(env_class(env).Config, env_kwargs, what=f"environment {env!r}")  # type-check env kwargs early
+    # Checked early and kept as typed values (env.flag=true on the command line is recorded as True).
+    env_config = build(env_class(env).Config, env_kwargs, what=f"environment {env!r}")
+    env_kwargs = {k: getattr(env_config, k) for k in env_kwargs}
     return ResolvedConfig(algo, env, env_kwargs, config, hparams)

@@ -93,6 +93,11 @@ def test_config_errors_before_compiling():
         resolve("ippo", "probe_matrix", {"num_envs": "many"})
     with pytest.raises(jmarl.ConfigError, match="unknown algorithm"):
         resolve("ppo2", "probe_matrix")
+    with pytest.raises(jmarl.ConfigError, match="obs_last_action"):
+        resolve("ippo", "smax", {"env.obs_last_action": "maybe"})
+    # Command-line strings are recorded typed, so a run's config.json and a resume compare values, not spellings.
+    typed = resolve("ippo", "smax", {"env.obs_last_action": "true", "env.max_steps": "50"}).env_kwargs
+    assert typed == {"obs_last_action": True, "max_steps": 50} and type(typed["max_steps"]) is int
 
 
 def test_sweep_in_one_program_equals_separate_runs():
