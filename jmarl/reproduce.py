@@ -279,8 +279,8 @@ def result_row(preset: str, entry: Entry, resolved: ResolvedConfig, results: dic
     values = config["win_rates"] if entry.metric == "win_rate" else config["returns"]
     agg = aggregate(np.asarray(values))
     cfg = resolved.config
-    earlier = results.get("earlier_train_seconds", 0.0)  # training time of the commands this one resumed
-    earlier = earlier if math.isfinite(earlier) else None  # None: resumed from a checkpoint without a clock
+    # Training time of the commands this one resumed; None: resumed from a checkpoint without a clock.
+    earlier = results.get("earlier_train_seconds", 0.0)
     return {
         "preset": preset, "name": entry.name, "algo": entry.algo, "env": entry.env, "env_label": entry.env_label,
         "env_kwargs": resolved.env_kwargs, "env_steps": cfg.num_updates * cfg.batch_size,

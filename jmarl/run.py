@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -117,7 +116,7 @@ def train(resolved: ResolvedConfig, pop: Population, run_dir: str | Path, *, res
 
     ``on_chunk(chunk, rows)`` is called on the host after each chunk is logged and checkpointed.
     Checkpoints carry the run's training seconds so far, so a resumed run reports the time of every command
-    (``earlier_train_seconds``: those before this one; NaN for checkpoints older than that clock).
+    (``earlier_train_seconds``: those before this one; None after a checkpoint older than that clock).
     """
     if wandb not in ("offline", "online", "disabled"):
         raise ConfigError(f"wandb={wandb!r}: choose offline, online or disabled")
@@ -148,7 +147,7 @@ def train(resolved: ResolvedConfig, pop: Population, run_dir: str | Path, *, res
             path, ckpt_meta = found
             runner = jax.device_put(checkpoint.restore(path, runner), sharding)
             start_chunk = ckpt_meta["chunk"] + 1
-            earlier_s = ckpt_meta.get("train_seconds", math.nan)  # NaN: saved before runs kept their clock
+            earlier_s = ckpt_meta.get("train_seconds")  # None: saved before runs kept their clock
             if not quiet:
                 print(f"jmarl: resumed from {path} (chunk {start_chunk} of {cfg.num_chunks})")
     metrics_path = run_dir / "metrics.jsonl"
@@ -172,8 +171,9 @@ def train(resolved: ResolvedConfig, pop: Population, run_dir: str | Path, *, res
                        | {"env_steps": rows[0]["env_steps"]})
         progress.update(steps_per_chunk, rows)
         if (chunk + 1) % checkpoint_every == 0 or chunk + 1 == cfg.num_chunks:
-            checkpoint.save(ckpt_root, chunk, runner, {"env_steps": rows[0]["env_steps"],
-                            "train_seconds": earlier_s + time.perf_counter() - t0}, keep=keep_checkpoints)
+            clock = None if earlier_s is None else earlier_s + time.perf_counter() - t0  # unknown stays unknown
+            checkpoint.save(ckpt_root, chunk, runner, {"env_steps": rows[0]["env_steps"], "train_seconds": clock},
+                            keep=keep_checkpoints)
         if on_chunk is not None:
             on_chunk(chunk, rows)
     train_s = time.perf_counter() - t0

@@ -84,8 +84,14 @@ def test_killed_run_resumes_bitwise(uninterrupted, tmp_path):
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert _final_state(run_dir)[0] == 1  # chunks 0 and 1 were saved before the kill
     rows_before = (run_dir / "metrics.jsonl").read_text().splitlines()
+    # As a checkpoint saved before runs kept their clock: the earlier time is unknown, and stays unknown.
+    manifest = run_dir / "checkpoints" / "chunk_000001" / checkpoint.MANIFEST
+    saved = json.loads(manifest.read_text())
+    assert saved["meta"].pop("train_seconds") > 0
+    manifest.write_text(json.dumps(saved))
     resumed_results = _run(run_dir, resume=True)
-    assert resumed_results["resumed_at_chunk"] == 2 and resumed_results["earlier_train_seconds"] > 0
+    assert resumed_results["resumed_at_chunk"] == 2 and resumed_results["earlier_train_seconds"] is None
+    assert checkpoint.latest_intact(run_dir / "checkpoints")[1]["train_seconds"] is None
     rows = (run_dir / "metrics.jsonl").read_text().splitlines()
     assert rows[:len(rows_before)] == rows_before and len(rows) == 16  # nothing lost, nothing repeated
     chunk_a, full = _leaves(full_dir)
