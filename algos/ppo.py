@@ -371,15 +371,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     "ippo/mpe_spread": dict(activation="relu"),
     "mpe_tag": dict(num_envs=128, num_steps=50, total_timesteps=10_000_000, num_minibatches=4, lr=2.5e-3),
     "mpe_adversary": dict(num_envs=128, num_steps=50, total_timesteps=10_000_000, num_minibatches=4, lr=2.5e-3),
+    # Without an entropy bonus the SMAX policies turned deterministic early on the hard maps and froze there:
+    # IPPO on 5m_vs_6m (entropy 0.3 -> 0.02 by 3e6 steps, 7% won at 1e7; JaxMARL 12%) and 6h_vs_8z (0-3% at
+    # 2e6), MAPPO on 6h_vs_8z (0.49 -> 0.05, 1% at 1e7; JaxMARL 20%; 100% with the bonus). 0.01 is JaxMARL's
+    # IPPO value (docs/benchmarks.md, SMAX).
     "smax": dict(num_envs=64, num_steps=128, total_timesteps=10_000_000, recurrent=True, num_minibatches=4,
-                 lr=5e-4, ent_coef=0.0, gamma=0.99),
-    # IPPO without an entropy bonus turned deterministic early on the hard maps and froze there: on 5m_vs_6m
-    # entropy 0.3 -> 0.02 by 3e6 steps, 7% won at 1e7 (JaxMARL 12%); 6h_vs_8z 0.5 -> 0.13 by 2e6, 0-3% won.
-    # 0.01 is JaxMARL's IPPO value (docs/benchmarks.md, SMAX).
-    "ippo/smax": dict(ent_coef=0.01),
-    # MAPPO too: at 0 its 6h_vs_8z policy went near-deterministic (entropy 0.49 -> 0.05) and won 1% at 1e7
-    # (JaxMARL 20%); with 0.01 one seed of two won 94-100% from 2e6 steps on, entropy held at 0.5-0.6.
-    "mappo/smax": dict(ent_coef=0.01),
+                 lr=5e-4, ent_coef=0.01, gamma=0.99),
     # Box actions (any env): a Gaussian with a state-independent log-std needs no entropy bonus; with 0.01
     # its std grew from 0.6 to about 1.7 on mpe_spread's unit box (docs/benchmarks.md, continuous actions).
     "continuous": dict(ent_coef=0.0),
