@@ -11,6 +11,7 @@ JaxMARL alternately ``--repeats`` times and reports medians and the ratio of med
     python scripts/bench_smax.py --write               # also rewrite docs/benchmarks.md's SMAX section
     python scripts/bench_smax.py --learning            # only rewrite its PPO win-rate table (docs/results.jsonl)
     python scripts/bench_smax.py --enemy-rules RUN_DIR  # a trained run against both enemy advance rules
+    python scripts/bench_smax.py --scripted 5m_vs_6m    # scripted allies vs each env's scripted enemy
 
 (scripts/bench_envs.py holds the generic pairs; SMAX has its own script because its protocol samples
 valid actions from masks and compares several scenarios of one env.)
@@ -167,6 +168,78 @@ def enemy_rules(run_dirs: list[str], episodes: int = 512) -> str:
     return "\n".join(lines)
 
 
+def scripted_matches(scenarios: list[str], episodes: int = 512) -> str:
+    """Scripted allies against each env's scripted enemy, one episode per env from a fixed key: jmarl
+    (both advance rules; allies choosing targets "closest", "random", "lowest_health") and JaxMARL
+    (``HeuristicEnemySMAX``, allies driven by its own heuristic, "closest" and "random"). Same policies on
+    both sides, so equal win rates and battle lengths say the two games are equally hard for them."""
+    from jaxmarl.environments.smax import HeuristicEnemySMAX, map_name_to_scenario
+    from jaxmarl.environments.smax.heuristic_enemy import create_heuristic_policy, get_heuristic_policy_initial_state
+
+    def first_episode(step_fn, carry) -> tuple[float, float]:
+        """Win rate and mean length of the first episode of each of ``episodes`` envs (no auto-reset).
+        step_fn(key, carry) -> (carry, ended: bool[E], won: bool[E]); carry: the batched env (and policy) state."""
+        def body(c, key):
+            carry, done, won, length = c
+            carry, ended, won_now = step_fn(key, carry)
+            return (carry, done | ended, jnp.where(done, won, won_now), length + ~done), None
+        def run(carry):
+            keys = jax.random.split(jax.random.key(1), 101)  # max_steps is 100 in both
+            zeros = jnp.zeros(episodes, bool)
+            (_, _, won, length), _ = jax.lax.scan(body, (carry, zeros, zeros, jnp.zeros(episodes, jnp.int32)), keys)
+            return won.mean(), length.mean()
+        win, length = jax.jit(run)(carry)
+        return float(win), float(length)
+
+    def jmarl_match(scenario, mode, advance):
+        env = jmarl.make("smax", scenario=scenario, advance=advance)
+
+        def step(key, state):
+            k_act, k_step = jax.random.split(key)
+            act = jax.vmap(lambda k, s: env.heuristic_actions(k, s, "allies", mode))(
+                jax.random.split(k_act, episodes), state)
+            ts, state = jax.vmap(env.step)(jax.random.split(k_step, episodes), state, {"allies": act})
+            return state, ts.terminated | ts.truncated, ts.info["won"]
+
+        _, state = jax.vmap(env.reset)(jax.random.split(jax.random.key(0), episodes))
+        return first_episode(step, state)
+
+    def jaxmarl_match(scenario, mode):
+        env = HeuristicEnemySMAX(scenario=map_name_to_scenario(scenario))
+        policy, n = jax.vmap(create_heuristic_policy(env._env, 0, attack_mode=mode)), env.num_allies
+
+        def step_one(key, carry):
+            state, policy_state = carry
+            k_act, k_step = jax.random.split(key)
+            unit_obs = env._env.get_obs_unit_list(state.state)
+            act, policy_state = policy(jax.random.split(k_act, n), policy_state,
+                                       jnp.stack([unit_obs[a] for a in env.agents]))
+            _, state, _, dones, _ = env.step_env(k_step, state, {a: act[i] for i, a in enumerate(env.agents)})
+            alive = state.state.unit_alive
+            return (state, policy_state), dones["__all__"], jnp.any(alive[:n]) & ~jnp.any(alive[n:])
+
+        def step(key, carry):
+            return jax.vmap(step_one)(jax.random.split(key, episodes), carry)
+
+        _, state = jax.vmap(env.reset)(jax.random.split(jax.random.key(0), episodes))
+        policy_state = jax.tree.map(lambda *x: jnp.stack(x), *[get_heuristic_policy_initial_state()] * n)
+        policy_state = jax.tree.map(lambda x: jnp.broadcast_to(x, (episodes, *x.shape)), policy_state)
+        return first_episode(step, (state, policy_state))
+
+    lines = ["| scenario | game (advance rule, both teams) | allies' targets | win rate | battle length |",
+             "|---|---|---|---:|---:|"]
+    for scenario in scenarios:
+        rows = [("JaxMARL (random_visible)", mode, lambda m=mode: jaxmarl_match(scenario, m))
+                for mode in ("closest", "random")]
+        rows += [(f"jmarl ({advance})", mode, lambda m=mode, a=advance: jmarl_match(scenario, m, a))
+                 for advance in ("random_visible", "closest") for mode in ("closest", "random", "lowest_health")]
+        for game, mode, match in rows:
+            win, length = match()
+            lines.append(f"| {scenario} | {game} | {mode} | {win:.1%} | {length:.1f} |")
+            print(lines[-1], flush=True)
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenarios", nargs="+", default=["3m", "2s3z"])
@@ -178,7 +251,12 @@ def main():
                         help=f"only rewrite '{LEARNING_SECTION}' in {DOC} from docs/results.jsonl (no timing)")
     parser.add_argument("--enemy-rules", nargs="+", metavar="RUN_DIR",
                         help="evaluate trained SMAX runs against both enemy advance rules (prints a table)")
+    parser.add_argument("--scripted", nargs="+", metavar="SCENARIO",
+                        help="scripted allies vs the scripted enemy in jmarl and JaxMARL (prints a table)")
     args = parser.parse_args()
+    if args.scripted:
+        print("\n" + scripted_matches(args.scripted))
+        return
     if args.enemy_rules:
         print("\n" + enemy_rules(args.enemy_rules))
         return
