@@ -351,7 +351,8 @@ def reproduce(preset_name: str, *, seeds: int | None = None, steps: int | None =
         append_row(results_file, row)
         rows.append(row)
         if not quiet:
-            print(f"  {mean_ci_text(row)} (95% CI), published {format_value(row['published']['value'], row['metric'])}"
+            ci = " (95% CI)" if row["seeds"] > 1 else ""  # one seed's text already says it has none
+            print(f"  {mean_ci_text(row)}{ci}, published {format_value(row['published']['value'], row['metric'])}"
                   f", {row['wall_seconds']:.0f} s", flush=True)
     write_markdown(results_file)
     return rows
