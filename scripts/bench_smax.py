@@ -184,7 +184,7 @@ def scripted_matches(scenarios: list[str], episodes: int = 512) -> str:
     from jaxmarl.environments.smax import HeuristicEnemySMAX, map_name_to_scenario
     from jaxmarl.environments.smax.heuristic_enemy import create_heuristic_policy, get_heuristic_policy_initial_state
 
-    def first_episode(step_fn, carry) -> tuple[float, float]:
+    def first_episode(step_fn, carry, max_steps: int) -> tuple[float, float]:
         """Win rate and mean length of the first episode of each of ``episodes`` envs (no auto-reset).
         step_fn(key, carry) -> (carry, ended: bool[E], won: bool[E]); carry: the batched env (and policy) state."""
         def body(c, key):
@@ -192,7 +192,7 @@ def scripted_matches(scenarios: list[str], episodes: int = 512) -> str:
             carry, ended, won_now = step_fn(key, carry)
             return (carry, done | ended, jnp.where(done, won, won_now), length + ~done), None
         def run(carry):
-            keys = jax.random.split(jax.random.key(1), 101)  # max_steps is 100 in both
+            keys = jax.random.split(jax.random.key(1), max_steps + 1)  # every episode has ended by then
             zeros = jnp.zeros(episodes, bool)
             (_, _, won, length), _ = jax.lax.scan(body, (carry, zeros, zeros, jnp.zeros(episodes, jnp.int32)), keys)
             return won.mean(), length.mean()
@@ -210,7 +210,7 @@ def scripted_matches(scenarios: list[str], episodes: int = 512) -> str:
             return state, ts.terminated | ts.truncated, ts.info["won"]
 
         _, state = jax.vmap(env.reset)(jax.random.split(jax.random.key(0), episodes))
-        return first_episode(step, state)
+        return first_episode(step, state, env.config.max_steps)
 
     def jaxmarl_match(scenario, mode):
         env = HeuristicEnemySMAX(scenario=map_name_to_scenario(scenario))
@@ -232,8 +232,10 @@ def scripted_matches(scenarios: list[str], episodes: int = 512) -> str:
         _, state = jax.vmap(env.reset)(jax.random.split(jax.random.key(0), episodes))
         policy_state = jax.tree.map(lambda *x: jnp.stack(x), *[get_heuristic_policy_initial_state()] * n)
         policy_state = jax.tree.map(lambda x: jnp.broadcast_to(x, (episodes, *x.shape)), policy_state)
-        return first_episode(step, (state, policy_state))
+        return first_episode(step, (state, policy_state), env.max_steps)
 
+    for scenario in scenarios:  # an unknown name fails here, with the valid ones, before any compiling
+        jmarl.make("smax", scenario=scenario)
     lines = ["| scenario | game (advance rule, both teams) | allies' targets | win rate | battle length |",
              "|---|---|---|---:|---:|"]
     for scenario in scenarios:
