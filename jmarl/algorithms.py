@@ -2,7 +2,8 @@
 (algos/qlearning.py). An algorithm module provides ``Config`` (static, frozen dataclass), ``Hparams``
 (traced pytree dataclass), ``make_train(config, env)`` and ``PRESETS`` ({env name: overrides}, refined by
 {"algo/env": overrides} where one algorithm of a module wants other defaults, e.g. "ippo/mpe_spread", then by
-"continuous" where the environment's actions are Box spaces).
+keys qualified with an environment keyword, "smax[scenario=5m_vs_6m]" and "ippo/smax[scenario=5m_vs_6m]", where
+one map or size wants its own settings, then by "continuous" where the environment's actions are Box spaces).
 """
 from __future__ import annotations
 
@@ -93,6 +94,17 @@ def has_box_actions(env: str, env_kwargs: Mapping[str, Any]) -> bool:
     return any(isinstance(team.action_space, Box) for team in teams.values())
 
 
+def qualified_presets(module: ModuleType, algo: str, env: str, env_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The presets keyed ``env[key=value]`` then ``algo/env[key=value]`` whose keyword matches the environment
+    as built (``env_kwargs`` over its defaults), e.g. ``smax[scenario=5m_vs_6m]``."""
+    built = {f.name: f.default for f in dataclasses.fields(env_class(env).Config)} | dict(env_kwargs)
+    merged: dict[str, Any] = {}
+    for prefix in (env, f"{algo}/{env}"):
+        for key, value in sorted(built.items()):
+            merged.update(module.PRESETS.get(f"{prefix}[{key}={value}]", {}))
+    return merged
+
+
 def resolve(algo: str, env: str, overrides: Mapping[str, Any] | None = None, use_preset: bool = True) -> ResolvedConfig:
     """Defaults <- the algorithm's preset for ``env`` <- ``overrides``, every key checked and typed."""
     module = algorithm_module(algo)
@@ -100,6 +112,9 @@ def resolve(algo: str, env: str, overrides: Mapping[str, Any] | None = None, use
     preset = {**module.PRESETS.get(env, {}), **module.PRESETS.get(f"{algo}/{env}", {})} if use_preset else {}
     static_p, hparams_p, env_p = split_overrides(module, preset, env, algo)
     static_o, hparams_o, env_o = split_overrides(module, dict(overrides or {}), env, algo)
+    if use_preset and (qualified := qualified_presets(module, algo, env, {**env_p, **env_o})):
+        preset.update(qualified)
+        static_p, hparams_p, env_p = split_overrides(module, preset, env, algo)
     if use_preset and has_box_actions(env, {**env_p, **env_o}):
         preset.update(module.PRESETS.get("continuous", {}))
         static_p, hparams_p, env_p = split_overrides(module, preset, env, algo)

@@ -191,3 +191,32 @@ def test_presets_layer_env_then_algorithm_then_overrides():
     assert ippo.hparams.ent_coef > 0
     assert resolve("ippo", "mpe_spread", continuous).hparams.ent_coef == PPO_PRESETS["continuous"]["ent_coef"]
     assert resolve("ippo", "mpe_spread", {**continuous, "ent_coef": 0.02}).hparams.ent_coef == 0.02
+
+
+def test_presets_qualified_by_an_env_keyword_refine_one_map():
+    # "smax[scenario=5m_vs_6m]" refines the "smax" preset for that map alone; explicit overrides still win.
+    hard, other = (resolve("ippo", "smax", {"env.scenario": s}).hparams for s in ("5m_vs_6m", "2s3z"))
+    qualified = PPO_PRESETS["smax[scenario=5m_vs_6m]"]
+    assert hard.lr == qualified["lr"] and hard.clip_eps == qualified["clip_eps"]
+    assert other.lr == PPO_PRESETS["smax"]["lr"] != qualified["lr"]
+    assert hard.ent_coef == other.ent_coef == PPO_PRESETS["smax"]["ent_coef"]  # the rest of "smax" still applies
+    assert resolve("mappo", "smax", {"env.scenario": "5m_vs_6m"}).hparams.lr == qualified["lr"]
+    assert resolve("ippo", "smax", {"env.scenario": "5m_vs_6m", "lr": 1e-3}).hparams.lr == 1e-3
+    assert resolve("ippo", "smax", {"env.scenario": "5m_vs_6m"}, use_preset=False).hparams.lr != qualified["lr"]
+
+
+def test_every_ppo_preset_key_names_a_registered_env():
+    # A misspelt preset key would silently never apply: each must be ENV, ALGO/ENV, either with [KEY=VALUE]
+    # naming a field of the env's config, or "continuous".
+    import dataclasses
+    import re
+
+    from jmarl.registry import env_class, registered_envs
+
+    for key in PPO_PRESETS:
+        if key == "continuous":
+            continue
+        match = re.fullmatch(r"(?:(ippo|mappo)/)?([a-z0-9_]+)(?:\[(\w+)=([^\]]+)\])?", key)
+        assert match and match[2] in registered_envs(), key
+        if match[3]:
+            assert match[3] in {f.name for f in dataclasses.fields(env_class(match[2]).Config)}, key
