@@ -125,6 +125,11 @@ def learning_section() -> str:
 
     preset = ", ".join(setting(k) for k in ("num_envs", "num_steps", "num_epochs", "num_minibatches", "hidden_dim",
                                             "activation", "lr", "ent_coef", "clip_eps"))
+    from jmarl.algos.ppo import PRESETS
+    # Keys qualified by a map ("smax[scenario=5m_vs_6m]", "ippo/smax[...]"): "; scenario=5m_vs_6m takes lr=..."
+    per_map = "".join(f"; {key[key.index('[') + 1:-1]}{' (' + key.split('/')[0].upper() + ')' if '/' in key else ''} "
+                      "takes " + ", ".join(f"{k}={text(v)}" for k, v in over.items())
+                      for key, over in PRESETS.items() if key.split("[")[0].endswith("smax") and "[" in key)
     machines = "; ".join(sorted({r["hardware"]["machine"] for r in rows}))
     table = render_comparison(rows, "jmarl_smax", ("ippo", "mappo"))
     jaxmarl_table = render_comparison(rows, "jaxmarl_smax", ("ippo", "mappo"))
@@ -132,7 +137,7 @@ def learning_section() -> str:
 
 Greedy win rate against the scripted enemy after the budget (final evaluation: 320 episodes per seed; jmarl's
 enemy advances on the closest foe, "advance=random_visible" is JaxMARL's rule: see below), all
-seeds of a row in one program, with jmarl's SMAX preset of `algos/ppo.py` ({preset}; GRU actor and critic, lr
+seeds of a row in one program, with jmarl's SMAX preset of `algos/ppo.py` ({preset}{per_map}; GRU actor and critic, lr
 annealed to 0 over the run; IPPO's critic sees the agent's observation, MAPPO's the global state). Published:
 JaxMARL's recurrent IPPO / MAPPO after 1e7 steps, read off its paper's plot. The issue's bar: 2s3z >= 95% and
 at least JaxMARL's figure everywhere. Rows are the headline row per scenario and algorithm in
