@@ -121,7 +121,7 @@ def test_comparison_table_picks_headline_rows():
     noted = dict(full, note="an older preset", mean=0.2, date="2026-12-02")
     other = dict(short, preset="jaxmarl_smax", mean=0.1)
     table = reproduce.render_comparison([short, full, noted, other], "jmarl_smax", ("mappo",))
-    lines = table.splitlines()[2:]
+    lines = [ln for ln in table.splitlines()[2:] if ln.startswith("| ")]
     assert len(lines) == sum(e.algo == "mappo" for e in entries)
     (line,) = [ln for ln in lines if ln.startswith("| smax 2s3z | mappo |")]
     assert "| 1.0e7 | 2 | 100% [99%, 100%] | 99%, 100% | 100% | yes | 20% 100% |" in line
@@ -132,7 +132,20 @@ def test_comparison_table_picks_headline_rows():
     # A noted row (older settings) that speaks alone cites its note, listed below the table.
     table = reproduce.render_comparison([noted], "jmarl_smax", ("mappo",))
     assert "| smax 2s3z | mappo | 1.0e7 [1] | 2 | 20% [99%, 100%] |" in table
-    assert table.endswith("\n\n1. an older preset")
+    assert "\n\n1. an older preset\n2. against JaxMARL's enemy rule" in table  # then the 6h_vs_8z figure's note
+
+
+def test_published_figures_measured_against_another_enemy_rule_say_so():
+    """On 6h_vs_8z JaxMARL's figure was measured against its (easier) enemy rule: the table cites that beside
+    the figure of jmarl's-rule entries and names the like-for-like entry; other maps and the like-for-like
+    entries (and JaxMARL's settings, which use its rule) cite nothing."""
+    table = reproduce.render_comparison([], "jmarl_smax", ("ippo",))
+    (line,) = [ln for ln in table.splitlines() if ln.startswith("| smax 6h_vs_8z | ippo |")]
+    assert line.endswith("| 95% [1] | | |")
+    assert "1. against JaxMARL's enemy rule" in table and "ippo/smax_6h_vs_8z_advance=random_visible" in table
+    assert "| smax 6h_vs_8z (advance=random_visible) | ippo | not run | | | | 95% | | |" in table
+    assert "| smax 2s3z | ippo | not run | | | | 90% | | |" in table
+    assert "[1]" not in reproduce.render_comparison([], "jaxmarl_smax", ("ippo", "mappo"))
 
 
 def test_rows_trained_before_a_preset_change_are_found():
@@ -155,7 +168,7 @@ def test_rows_trained_before_a_preset_change_are_found():
                                                                f"ent_coef={now + 0.5} (now {now})"]
     table = reproduce.render_comparison([stale], "jmarl_smax", ("ippo",))
     assert "| smax 2s3z | ippo | 1.0e7 [1] | 2 | 10% [80%, 100%] |" in table
-    assert table.endswith(f"1. trained before a preset change: ent_coef={now + 0.5} (now {now})")
+    assert f"\n1. trained before a preset change: ent_coef={now + 0.5} (now {now})\n" in table
     assert "| smax 2s3z | ippo | 1.0e7 | 2 | 90% [80%, 100%] |" in reproduce.render_comparison(
         [row, stale], "jmarl_smax", ("ippo",))
 
