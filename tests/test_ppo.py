@@ -203,6 +203,11 @@ def test_presets_qualified_by_an_env_keyword_refine_one_map():
     assert resolve("mappo", "smax", {"env.scenario": "5m_vs_6m"}).hparams.lr == qualified["lr"]
     assert resolve("ippo", "smax", {"env.scenario": "5m_vs_6m", "lr": 1e-3}).hparams.lr == 1e-3
     assert resolve("ippo", "smax", {"env.scenario": "5m_vs_6m"}, use_preset=False).hparams.lr != qualified["lr"]
+    # "ippo/smax[scenario=6h_vs_8z]" is IPPO's alone, and matches the map whatever the enemy's rule.
+    ippo_only = PPO_PRESETS["ippo/smax[scenario=6h_vs_8z]"]
+    for env_kwargs in ({"env.scenario": "6h_vs_8z"}, {"env.scenario": "6h_vs_8z", "env.advance": "random_visible"}):
+        assert resolve("ippo", "smax", env_kwargs).hparams.lr == ippo_only["lr"]
+        assert resolve("mappo", "smax", env_kwargs).hparams.lr == PPO_PRESETS["smax"]["lr"] != ippo_only["lr"]
 
 
 def test_every_ppo_preset_key_names_a_registered_env():
