@@ -363,6 +363,9 @@ def hparams_as_arrays(hp: PPOHparams) -> PPOHparams:
 # Names the algorithm registry (jmarl/algorithms.py) looks for.
 Config, Hparams = PPOConfig, PPOHparams
 
+# JaxMARL's IPPO optimiser settings (its ippo_rnn_smax.yaml), which jmarl's hard SMAX maps take.
+_JAXMARL_IPPO_OPTIMISER = dict(lr=4e-3, clip_eps=0.05, max_grad_norm=0.25)
+
 # Per-environment defaults, applied before command-line overrides.
 PRESETS: dict[str, dict[str, Any]] = {
     "mpe_spread": dict(num_envs=128, num_steps=50, total_timesteps=10_000_000, num_minibatches=4, lr=2.5e-3),
@@ -382,8 +385,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # lr 5e-4, clip 0.2, max_grad_norm 0.5; JaxMARL 12% / 5%). 6h_vs_8z, IPPO only (MAPPO wins 100% at the base
     # preset): one of two seeds never won at the base preset (50% [1%, 100%]; JaxMARL 95%), neither got stuck
     # with these. The other maps win 99-100% at the base preset and keep it (docs/benchmarks.md, SMAX).
-    "smax[scenario=5m_vs_6m]": dict(lr=4e-3, clip_eps=0.05, max_grad_norm=0.25),
-    "ippo/smax[scenario=6h_vs_8z]": dict(lr=4e-3, clip_eps=0.05, max_grad_norm=0.25),
+    "smax[scenario=5m_vs_6m]": _JAXMARL_IPPO_OPTIMISER,
+    "ippo/smax[scenario=6h_vs_8z]": _JAXMARL_IPPO_OPTIMISER,
     # Box actions (any env): a Gaussian with a state-independent log-std needs no entropy bonus; with 0.01
     # its std grew from 0.6 to about 1.7 on mpe_spread's unit box (docs/benchmarks.md, continuous actions).
     "continuous": dict(ent_coef=0.0),
