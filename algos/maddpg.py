@@ -39,13 +39,13 @@ import numpy as np
 import optax
 from flax import struct
 
-from jmarl.config import ChunkedSchedule, ConfigError
-from jmarl.env import Environment, TimeStep
-from jmarl.networks import DeterministicActor, ValueNet, apply_per_agent, clipped_adam, descend, sequential_under_vmap
-from jmarl.opponents import with_fixed_teams
-from jmarl.rollout import chunked_run, episode_metrics, evaluate_episodes, random_actions, step_stats
-from jmarl.spaces import Box, Discrete
-from jmarl.wrappers import AutoReset, EpisodeStats
+from jmarl.core.config import ChunkedSchedule, ConfigError
+from jmarl.core.env import Environment, TimeStep
+from jmarl.agents.networks import DeterministicActor, ValueNet, apply_per_agent, clipped_adam, descend, sequential_under_vmap
+from jmarl.agents.opponents import with_fixed_teams
+from jmarl.agents.rollout import chunked_run, episode_metrics, evaluate_episodes, random_actions, step_stats
+from jmarl.core.spaces import Box, Discrete
+from jmarl.core.wrappers import AutoReset, EpisodeStats
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -89,7 +89,7 @@ class MADDPGHparams:
 
 def validate(config: MADDPGConfig, env: Environment) -> None:
     """Raise ConfigError, before anything compiles, for action spaces or sizes that don't fit (``env``: the
-    learning teams only; fixed teams are checked by jmarl.opponents)."""
+    learning teams only; fixed teams are checked by jmarl.agents.opponents)."""
     for key in ("num_envs", "num_steps", "sample_batch_size", "grad_steps", "eval_episodes", "num_evals"):
         if getattr(config, key) < 1:
             raise ConfigError(f"{key}={getattr(config, key)} must be at least 1")

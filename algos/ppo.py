@@ -23,14 +23,14 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jmarl.config import ChunkedSchedule, ConfigError
-from jmarl.env import Environment, TimeStep
-from jmarl.networks import (PolicyNet, ValueNet, apply_per_agent, clipped_adam, descend, sequential_under_vmap,
+from jmarl.core.config import ChunkedSchedule, ConfigError
+from jmarl.core.env import Environment, TimeStep
+from jmarl.agents.networks import (PolicyNet, ValueNet, apply_per_agent, clipped_adam, descend, sequential_under_vmap,
                             with_agent_ids)
-from jmarl.opponents import with_fixed_teams
-from jmarl.rollout import chunked_run, episode_metrics, evaluate_episodes, step_stats
-from jmarl.spaces import Box
-from jmarl.wrappers import AutoReset, EpisodeStats
+from jmarl.agents.opponents import with_fixed_teams
+from jmarl.agents.rollout import chunked_run, episode_metrics, evaluate_episodes, step_stats
+from jmarl.core.spaces import Box
+from jmarl.core.wrappers import AutoReset, EpisodeStats
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -76,7 +76,7 @@ class PPOHparams:
 
 
 def validate(config: PPOConfig, env: Environment) -> None:
-    """Raise ConfigError, before anything compiles, for sizes that don't divide (fixed teams: jmarl.opponents)."""
+    """Raise ConfigError, before anything compiles, for sizes that don't divide (fixed teams: jmarl.agents.opponents)."""
     if config.total_timesteps < config.batch_size:
         raise ConfigError(f"total_timesteps={config.total_timesteps} is less than one update's batch "
                           f"(num_envs x num_steps = {config.batch_size})")

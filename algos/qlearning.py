@@ -4,7 +4,7 @@ The three algorithms differ only in how a team's per-agent action values are com
 
 - ``"none"`` (IQL): every agent learns its own Q from its own reward; no mixing.
 - ``"vdn"``: Q_tot = sum_i Q_i, learnt from the team reward.
-- ``"qmix"``: Q_tot = f(Q_1..Q_N; s), a monotonic mixer (``jmarl.networks.QMixer``) whose weights are
+- ``"qmix"``: Q_tot = f(Q_1..Q_N; s), a monotonic mixer (``jmarl.agents.networks.QMixer``) whose weights are
   made by hypernetworks of the global state s and pass through abs(), so dQ_tot/dQ_i >= 0.
 
 Agents of a team share one recurrent Q-network (GRU; one-hot agent ids appended to observations) unless
@@ -53,13 +53,13 @@ import numpy as np
 import optax
 from flax import struct
 
-from jmarl.config import ChunkedSchedule, ConfigError
-from jmarl.env import Environment, TimeStep
-from jmarl.networks import QMixer, QNet, apply_per_agent, clipped_adam, descend, sequential_under_vmap, with_agent_ids
-from jmarl.opponents import with_fixed_teams
-from jmarl.rollout import chunked_run, episode_metrics, evaluate_episodes, random_actions, step_stats
-from jmarl.spaces import Discrete
-from jmarl.wrappers import AutoReset, EpisodeStats
+from jmarl.core.config import ChunkedSchedule, ConfigError
+from jmarl.core.env import Environment, TimeStep
+from jmarl.agents.networks import QMixer, QNet, apply_per_agent, clipped_adam, descend, sequential_under_vmap, with_agent_ids
+from jmarl.agents.opponents import with_fixed_teams
+from jmarl.agents.rollout import chunked_run, episode_metrics, evaluate_episodes, random_actions, step_stats
+from jmarl.core.spaces import Discrete
+from jmarl.core.wrappers import AutoReset, EpisodeStats
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -131,7 +131,7 @@ class QLearningHparams:
 
 def validate(config: QLearningConfig, env: Environment) -> None:
     """Raise ConfigError, before anything compiles, for sizes that don't fit or continuous learners
-    (fixed teams: jmarl.opponents)."""
+    (fixed teams: jmarl.agents.opponents)."""
     if config.total_timesteps < config.batch_size:
         raise ConfigError(f"total_timesteps={config.total_timesteps} is less than one update's batch "
                           f"(num_envs x num_steps = {config.batch_size})")

@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jmarl.env import Environment, Team, TimeStep
-from jmarl.spaces import Box, Discrete
+from jmarl.core.env import Environment, Team, TimeStep
+from jmarl.core.spaces import Box, Discrete
 
 MATRIX_PAYOFF = jnp.array([[5.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 10.0]])
 TWO_STEP_B = jnp.array([[0.0, 1.0], [1.0, 8.0]])

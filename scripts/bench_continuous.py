@@ -24,9 +24,9 @@ import jax
 import numpy as np
 
 import jmarl
-from jmarl.bench import machine
-from jmarl.rollout import evaluate_episodes, random_actions
-from jmarl.wrappers import AutoReset, EpisodeStats
+from benchlib import machine
+from jmarl.agents.rollout import evaluate_episodes, random_actions
+from jmarl.core.wrappers import AutoReset, EpisodeStats
 
 
 def random_return(env_name: str, episodes: int = 1000, **kwargs) -> dict:

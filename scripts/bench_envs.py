@@ -29,9 +29,9 @@ import jax
 import jax.numpy as jnp
 
 import jmarl
-from jmarl.bench import machine, write_section as _write_section
-from jmarl.spaces import Discrete
-from jmarl.wrappers import AutoReset
+from benchlib import machine, write_section as _write_section
+from jmarl.core.spaces import Discrete
+from jmarl.core.wrappers import AutoReset
 
 
 @dataclass(frozen=True)

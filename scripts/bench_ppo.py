@@ -25,11 +25,11 @@ import jax
 import numpy as np
 
 import jmarl
-from jmarl.algorithms import resolve
+from jmarl.train.algorithms import resolve
 from jmarl.algos.ppo import PPOConfig, PPOHparams, hparams_as_arrays, make_train
-from jmarl.bench import learning_rows, learning_section, machine, write_section
+from benchlib import learning_rows, learning_section, machine, write_section
 from jmarl.envs.mpe.tag import CAPTURE_REWARD
-from jmarl.run import Population, train
+from jmarl.train.run import Population, train
 
 JAXMARL_CONFIG = dict(num_envs=16, num_steps=128, num_epochs=4, num_minibatches=4, hidden_dim=64, num_layers=2,
                       activation="tanh")

@@ -17,16 +17,16 @@ import sys
 from pathlib import Path
 
 import jmarl
-from jmarl.algorithms import resolve
+from jmarl.train.algorithms import resolve
 from jmarl.algos.qlearning import replay_memory_bytes
-from jmarl.bench import learning_rows, learning_section, machine, write_section
+from benchlib import learning_rows, learning_section, machine, write_section
 
 MEMORY_ENVS = {"mpe_spread": {}, "smax (3m)": {"scenario": "3m"}, "smax (2s3z)": {"scenario": "2s3z"}}
 
 # Run in a fresh process so that its peak resident memory is the sweep's alone.
 _SWEEP_PROBE = """
 import resource, sys, json
-from jmarl.cli import main
+from jmarl.tools.cli import main
 rc = main(["sweep", "vdn", "--env", "mpe_spread", "--seeds", sys.argv[1], "--out", sys.argv[2], "--quiet",
            "--wandb", "disabled", "total_timesteps=20000", "learning_starts=2000", "num_evals=2"])
 print(json.dumps({"rc": rc, "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jmarl
-from jmarl.bench import write_section
+from benchlib import write_section
 from bench_envs import load, machine  # scripts/ is on sys.path when run as a script
 
 SECTION = "## SMAX throughput"
@@ -112,8 +112,8 @@ def bench(scenario: str, num_envs: int, repeats: int, runners: dict) -> dict[str
 def learning_section() -> str:
     """The win-rate table of recurrent IPPO/MAPPO on SMAX, from the rows `jmarl reproduce jmarl_smax` wrote
     to docs/results.jsonl (this trains nothing)."""
-    from jmarl.algorithms import resolve
-    from jmarl.reproduce import RESULTS_JSONL, read_rows, render_comparison
+    from jmarl.train.algorithms import resolve
+    from jmarl.tools.reproduce import RESULTS_JSONL, read_rows, render_comparison
 
     rows = [r for r in read_rows(RESULTS_JSONL) if r["env"] == "smax"]
     ippo, mappo = ({**d["config"], **d["hparams"]} for d in (resolve(a, "smax").to_dict() for a in ("ippo", "mappo")))
@@ -161,8 +161,8 @@ Command (per row): `jmarl reproduce jaxmarl_smax --seeds 2 --only ALGO/smax_SCEN
 def enemy_rules(run_dirs: list[str], episodes: int = 512) -> str:
     """Greedy win rate of every member of each trained SMAX run against the scripted enemy's two advance rules
     (jmarl's "closest", JaxMARL's "random_visible"), no retraining: does the rule change the outcome?"""
-    from jmarl.policy import load
-    from jmarl.rollout import evaluate_episodes
+    from jmarl.train.load import load
+    from jmarl.agents.rollout import evaluate_episodes
 
     lines = ["| run | member | advance=closest | advance=random_visible |", "|---|---:|---:|---:|"]
     for run_dir in run_dirs:

@@ -16,8 +16,8 @@ from jaxmarl.environments.smax import map_name_to_scenario
 from jaxmarl.wrappers.baselines import LogWrapper
 
 from jmarl import AutoReset, Discrete, Environment, EpisodeStats, Team, TimeStep
-from jmarl.adapters import FromJaxMARL, from_jaxmarl, to_jaxmarl
-from jmarl.adapters import _prefix_name
+from jmarl.adapters.jaxmarl import FromJaxMARL, from_jaxmarl, to_jaxmarl
+from jmarl.adapters.jaxmarl import _prefix_name
 from tiny_env import GO, STOP, Counter
 
 ENVS = {  # name -> (jaxmarl id, kwargs); short time limits keep the rollouts short

@@ -1,5 +1,5 @@
 """The kernel, on the tiny environment of ``tiny_env.py``: registry and typed config (``jmarl.make``,
-``jmarl.config.build``), action checking, the AutoReset and EpisodeStats wrappers, and the spaces."""
+``jmarl.core.config.build``), action checking, the AutoReset and EpisodeStats wrappers, and the spaces."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,9 +12,9 @@ import pytest
 
 import jmarl
 from jmarl import AutoReset, Box, ConfigError, Discrete, EpisodeStats
-from jmarl.config import build, describe_fields
-from jmarl.registry import _REGISTRY
-from jmarl.wrappers import team_episode_return
+from jmarl.core.config import build, describe_fields
+from jmarl.core.registry import _REGISTRY
+from jmarl.core.wrappers import team_episode_return
 from tiny_env import GO, NAME, STOP, Counter
 
 
@@ -71,7 +71,7 @@ def test_register_refuses_to_overwrite_silently(registered):
 
 
 # --------------------------------------------------------------------------------------------------
-# Typed config: jmarl.config.build
+# Typed config: jmarl.core.config.build
 # --------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import jmarl
-from jmarl.algorithms import resolve
+from jmarl.train.algorithms import resolve
 from jmarl.algos.maddpg import MADDPGConfig, MADDPGHparams, Transition, gumbel_softmax, make_train
 
 HP = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), MADDPGHparams())

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import jmarl
-from jmarl.wrappers import AutoReset
+from jmarl.core.wrappers import AutoReset
 
 # (name, kwargs, {team: (num_agents, obs size)}); obs sizes as in mpe2.
 SHAPES = [

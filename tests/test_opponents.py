@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 import jmarl
-from jmarl.algorithms import resolve
+from jmarl.train.algorithms import resolve
 from jmarl.algos import ppo, qlearning
 from jmarl.envs.mpe.core import World, action_force, steer
-from jmarl.rollout import random_actions
-from jmarl.run import Population, train
+from jmarl.agents.rollout import random_actions
+from jmarl.train.run import Population, train
 
 EPISODES = 300
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import jmarl
-from jmarl.algorithms import resolve
+from jmarl.train.algorithms import resolve
 from jmarl.algos.ppo import PRESETS as PPO_PRESETS, PPOConfig, PPOHparams, Transition, gae, hparams_as_arrays, make_train
-from jmarl.networks import ResettingGRU
+from jmarl.agents.networks import ResettingGRU
 
 PROBE = dict(num_envs=16, num_steps=8, total_timesteps=16 * 8 * 40, num_minibatches=2, num_evals=2, eval_episodes=16)
 
@@ -124,7 +124,7 @@ SHARDED = textwrap.dedent("""
     assert len(jax.devices()) == 4, jax.devices()
     import jmarl
     from jmarl.algos.ppo import PPOConfig, PPOHparams, make_train
-    from jmarl.run import Population, population_sharding
+    from jmarl.train.run import Population, population_sharding
     cfg = PPOConfig(num_envs=16, num_steps=8, total_timesteps=16 * 8 * 20, num_minibatches=2, num_evals=2, eval_episodes=16)
     trainer = make_train(cfg, jmarl.make("probe_two_step"))
     pop = Population.grid([PPOHparams(lr=1e-3), PPOHparams(lr=3e-3)], [0, 1])
@@ -163,7 +163,7 @@ def test_fixed_team_does_not_learn_on_tag():
 RECURRENT_POPULATION = textwrap.dedent("""
     import jax, jmarl
     from jmarl.algos.ppo import PPOConfig, PPOHparams, hparams_as_arrays, make_train
-    from jmarl.run import Population
+    from jmarl.train.run import Population
     cfg = PPOConfig(algo="mappo", num_envs=4, num_steps=8, total_timesteps=64, num_minibatches=2, recurrent=True)
     trainer = make_train(cfg, jmarl.make("mpe_spread"))
     keys, hps = Population.grid([PPOHparams()], [0, 1]).stacked()
@@ -175,7 +175,7 @@ RECURRENT_POPULATION = textwrap.dedent("""
 
 def test_recurrent_population_initialises():
     # A vmapped orthogonal GRU initialiser deadlocks XLA:CPU's 2-thread pool (jaxlib 0.10); init runs
-    # member by member instead (jmarl.networks.sequential_under_vmap). In a subprocess so a hang fails.
+    # member by member instead (jmarl.agents.networks.sequential_under_vmap). In a subprocess so a hang fails.
     proc = subprocess.run([sys.executable, "-c", RECURRENT_POPULATION], capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split() == ["2", "True"]  # one parameter set per member, from different keys
@@ -216,7 +216,7 @@ def test_every_ppo_preset_key_names_a_registered_env():
     import dataclasses
     import re
 
-    from jmarl.registry import env_class, registered_envs
+    from jmarl.core.registry import env_class, registered_envs
 
     for key in PPO_PRESETS:
         if key == "continuous":

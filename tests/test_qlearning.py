@@ -12,10 +12,10 @@ import pytest
 
 import jmarl
 from jmarl import ConfigError
-from jmarl.algorithms import resolve
+from jmarl.train.algorithms import resolve
 from jmarl.algos import qlearning as ql
-from jmarl.cli import main as cli_main
-from jmarl.networks import QMixer, QNet
+from jmarl.tools.cli import main as cli_main
+from jmarl.agents.networks import QMixer, QNet
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import jmarl
-from jmarl import render
-from jmarl.cli import main as cli_main
+from jmarl.tools import render
+from jmarl.tools.cli import main as cli_main
 
 SIZE = 200  # small frames keep drawing fast
 

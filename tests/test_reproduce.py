@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from jmarl import reproduce
-from jmarl.cli import main
-from jmarl.config import ConfigError
+from jmarl.tools import reproduce
+from jmarl.tools.cli import main
+from jmarl.core.config import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -176,9 +176,9 @@ def test_rows_trained_before_a_preset_change_are_found():
 def test_resume_continues_a_killed_preset(tmp_path, monkeypatch):
     """A preset killed after its first chunk resumes from that checkpoint (chunk 0 is not trained again); run
     once more, the finished entry is skipped rather than trained or recorded twice."""
-    import jmarl.run
+    import jmarl.train.run
 
-    real_train = jmarl.run.train
+    real_train = jmarl.train.run.train
 
     def killed_after_first_chunk(*args, **kwargs):
         def kill(chunk, rows):
@@ -187,11 +187,11 @@ def test_resume_continues_a_killed_preset(tmp_path, monkeypatch):
 
     runs, results = tmp_path / "runs", tmp_path / "r.jsonl"
     kw = dict(seeds=1, out=runs, results_file=results, quiet=True, resume=True)
-    monkeypatch.setattr(jmarl.run, "train", killed_after_first_chunk)
+    monkeypatch.setattr(jmarl.train.run, "train", killed_after_first_chunk)
     with pytest.raises(KeyboardInterrupt):
         reproduce.reproduce("smoke", **kw)
     assert not results.exists()
-    monkeypatch.setattr(jmarl.run, "train", real_train)
+    monkeypatch.setattr(jmarl.train.run, "train", real_train)
     (row,) = reproduce.reproduce("smoke", **kw)
     chunks = [json.loads(line)["chunk"] for line in (runs / "ippo_probe_matrix" / "metrics.jsonl").open()]
     assert chunks == list(range(row["config"]["config"]["num_evals"]))  # each chunk trained and logged once

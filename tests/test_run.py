@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 import jmarl
-from jmarl import checkpoint
-from jmarl.algorithms import resolve
-from jmarl.cli import main as cli_main
-from jmarl.run import Population, train
-from jmarl.stats import aggregate, iqm, stratified_bootstrap_ci
+from jmarl.train import checkpoint
+from jmarl.train.algorithms import resolve
+from jmarl.tools.cli import main as cli_main
+from jmarl.train.run import Population, train
+from jmarl.train.stats import aggregate, iqm, stratified_bootstrap_ci
 
 SMALL = dict(num_envs=8, num_steps=4, total_timesteps=8 * 4 * 2 * 4, num_minibatches=2, num_evals=4, eval_episodes=8)
 
@@ -170,7 +170,7 @@ MULTI_DEVICE = textwrap.dedent("""
     import json, sys
     import jax
     assert len(jax.devices()) == 4, jax.devices()
-    from jmarl.cli import main
+    from jmarl.tools.cli import main
     out = sys.argv[1]
     rc = main(["sweep", "ippo", "--env", "probe_two_step", "--seeds", "2", "--out", out, "--quiet", "--wandb",
                "disabled", "lr=1e-3,3e-3", "num_envs=8", "num_steps=4", "total_timesteps=256", "num_minibatches=2",

@@ -17,8 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jmarl.env import Environment, Team, TimeStep
-from jmarl.spaces import Box, Discrete
+from jmarl.core.env import Environment, Team, TimeStep
+from jmarl.core.spaces import Box, Discrete
 
 # mpe2 World / SimpleEnv constants.
 DT = 0.1

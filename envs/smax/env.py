@@ -51,13 +51,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jmarl.env import Environment, Team, TimeStep
+from jmarl.core.env import Environment, Team, TimeStep
 from jmarl.envs.smax.heuristic import EAST, NORTH, NUM_MOVES, SOUTH, STOP, WEST, heuristic_actions
 from jmarl.envs.smax.scenarios import (NUM_DRAWS, NUM_SCALAR_DRAWS, fixed_positions, get_scenario, smacv2_positions,
                                        smacv2_types)
 from jmarl.envs.smax.units import NUM_UNIT_TYPES, unit_stats
-from jmarl.spaces import Discrete
-from jmarl.wrappers import Wrapper
+from jmarl.core.spaces import Discrete
+from jmarl.core.wrappers import Wrapper
 
 F_OWN = 4 + NUM_UNIT_TYPES
 F_UNIT = 5 + NUM_UNIT_TYPES

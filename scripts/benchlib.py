@@ -1,8 +1,8 @@
-"""Shared by the benchmark scripts: the machine's description and rewriting one section of docs/benchmarks.md."""
+"""Shared by the benchmark scripts (not installed): rewriting one section of docs/benchmarks.md, learning rows.
+The machine's description is ``jmarl.tools.reproduce.machine``."""
 from __future__ import annotations
 
 import os
-import platform
 import re
 import time
 from pathlib import Path
@@ -10,20 +10,11 @@ from typing import Any
 
 import jax
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+from jmarl.tools.reproduce import machine  # noqa: F401  (re-exported for the scripts)
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"  # the repository's docs
 
 
-def machine() -> str:
-    """CPU model and cores (or the accelerator), jax version and backend."""
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = re.search(r"model name\s*:\s*(.*)", f.read()).group(1).strip()
-    except (OSError, AttributeError):
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    dev = jax.devices()[0]
-    return f"{cpu}, {cores} cores; jax {jax.__version__}, backend {jax.default_backend()} ({dev.device_kind})"
 
 
 def write_section(heading: str, text: str, path: Path = DOC) -> None:
@@ -39,11 +30,11 @@ def write_section(heading: str, text: str, path: Path = DOC) -> None:
 
 
 def learning_row(algo: str, env: str, overrides: dict, seeds: int, out: Path) -> tuple[str, Any]:
-    """Train ``seeds`` seeds of ``algo`` on ``env`` in one program (``jmarl.run.train``) and return a markdown
+    """Train ``seeds`` seeds of ``algo`` on ``env`` in one program (``jmarl.train.run.train``) and return a markdown
     row ``| algo | env steps | seeds | return (95% CI) | IQM | per seed | env steps/s | wall |`` and the
     resolved config."""
-    from jmarl.algorithms import resolve
-    from jmarl.run import Population, train
+    from jmarl.train.algorithms import resolve
+    from jmarl.train.run import Population, train
 
     resolved = resolve(algo, env, overrides)
     pop = Population.grid([resolved.hparams], list(range(seeds)))

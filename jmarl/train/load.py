@@ -9,11 +9,11 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jmarl import checkpoint
-from jmarl.algorithms import ResolvedConfig, algorithm_module
-from jmarl.env import Environment, TimeStep
-from jmarl.opponents import with_fixed_teams
-from jmarl.registry import make
+from jmarl.train import checkpoint
+from jmarl.train.algorithms import ResolvedConfig, algorithm_module
+from jmarl.core.env import Environment, TimeStep
+from jmarl.agents.opponents import with_fixed_teams
+from jmarl.core.registry import make
 
 
 class Policy(NamedTuple):
@@ -55,7 +55,7 @@ def load(run_dir: str | Path, member: int = 0, greedy: bool = True) -> Policy:
         hidden, actions, _ = trainer.policy(params, hidden, timestep, starts, key, greedy)
         return hidden, actions
 
-    # The run's fixed teams (jmarl.opponents) play inside the env it acts in, as in training.
+    # The run's fixed teams (jmarl.agents.opponents) play inside the env it acts in, as in training.
     cfg = resolved.config
     env = with_fixed_teams(env, getattr(cfg, "fixed_teams", ()), getattr(cfg, "fixed_policy", "random"))
     return Policy(env, params, resolved, act, init_hidden)

@@ -3,11 +3,12 @@
 A preset is a named list of entries; an entry is one (algorithm, environment) with the settings to train it
 at, its total budget, and the published figure it is compared against (with where that figure comes from
 and what it measures). ``jmarl reproduce PRESET --seeds N`` trains every entry (all seeds of an entry in
-one program, through ``jmarl.run.train``), appends one JSON row per entry to ``docs/results.jsonl`` and
-regenerates ``docs/results.md`` from every row there.
+one program, through ``jmarl.train.run.train``), appends one JSON row per entry to the results store
+(``--results``, default ``results.jsonl`` in the current directory; the repository's is ``docs/results.jsonl``) and
+regenerates the ``.md`` table beside it from every row there.
 
     jmarl reproduce --list
-    jmarl reproduce jmarl_mpe --seeds 4                    # the full budgets
+    jmarl reproduce jmarl_mpe --seeds 4 --results docs/results.jsonl   # the full budgets, the repo's table
     jmarl reproduce jmarl_mpe --seeds 2 --steps 2000000 --only ippo mappo   # shrunk (recorded in the row)
 
 Presets:
@@ -24,6 +25,9 @@ import dataclasses
 import datetime
 import json
 import math
+import os
+import platform
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,14 +37,14 @@ import jax
 import numpy as np
 
 import jmarl
-from jmarl.algorithms import ResolvedConfig, algorithm_module, resolve
-from jmarl.bench import machine
-from jmarl.config import ConfigError
-from jmarl.registry import make
-from jmarl.stats import aggregate
+from jmarl.train.algorithms import ResolvedConfig, algorithm_module, resolve
+from jmarl.core.config import ConfigError
+from jmarl.core.registry import make
+from jmarl.train.stats import aggregate
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
-RESULTS_JSONL = DOCS / "results.jsonl"
+# Installed code writes nowhere but where it is told: the results store defaults to the current directory
+# (the repository's own rows live in docs/results.jsonl: `jmarl reproduce ... --results docs/results.jsonl`).
+RESULTS_JSONL = Path("results.jsonl")
 
 # What each metric is, as the table states it; the key is what the row reads from the final evaluation.
 METRICS: dict[str, str] = {
@@ -94,7 +98,7 @@ class Entry:
         return f"{self.algo}/{self.env_label.replace(' ', '_').replace('(', '').replace(')', '')}"
 
     def resolved(self, total_timesteps: int) -> ResolvedConfig:
-        """The entry's config at ``total_timesteps``: every key checked by ``jmarl.algorithms.resolve``."""
+        """The entry's config at ``total_timesteps``: every key checked by ``jmarl.train.algorithms.resolve``."""
         overrides = {**self.overrides, **{f"env.{k}": v for k, v in self.env_kwargs.items()},
                      "total_timesteps": total_timesteps}
         return resolve(self.algo, self.env, overrides, use_preset=self.use_preset)
@@ -277,6 +281,19 @@ def validate(entries: Sequence[Entry], steps: int | None, scale: float | None) -
     return out
 
 
+def machine() -> str:
+    """CPU model and cores (or the accelerator), jax version and backend."""
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = re.search(r"model name\s*:\s*(.*)", f.read()).group(1).strip()
+    except (OSError, AttributeError):
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    dev = jax.devices()[0]
+    return f"{cpu}, {cores} cores; jax {jax.__version__}, backend {jax.default_backend()} ({dev.device_kind})"
+
+
 def hardware() -> dict:
     return {"machine": machine(), "backend": jax.default_backend(), "jax": jax.__version__,
             "devices": [d.device_kind for d in jax.devices()]}
@@ -284,7 +301,7 @@ def hardware() -> dict:
 
 def result_row(preset: str, entry: Entry, resolved: ResolvedConfig, results: dict, wall: float, command: str,
                run_dir: Path) -> dict:
-    """The JSON row of one trained entry; statistics from ``jmarl.stats.aggregate`` over the seeds."""
+    """The JSON row of one trained entry; statistics from ``jmarl.train.stats.aggregate`` over the seeds."""
     config = results["configs"][0]
     if entry.metric == "win_rate" and "win_rates" not in config:
         raise ConfigError(f"{entry.name}: the final evaluation reported no win rate")
@@ -341,7 +358,7 @@ def reproduce(preset_name: str, *, seeds: int | None = None, steps: int | None =
     seeds = seeds or preset.default_seeds
     entries = select(preset, only)
     resolved_all = validate(entries, steps, scale)
-    from jmarl.run import Population, train  # heavy imports (orbax, plotting) only once there is work to do
+    from jmarl.train.run import Population, train  # heavy imports (orbax, plotting) only once there is work to do
 
     out = Path(out or f"runs/reproduce/{preset.name}_{time.strftime('%Y%m%d-%H%M%S')}")
     results_file = Path(results_file)
@@ -471,8 +488,8 @@ def render_markdown(rows: Sequence[dict]) -> str:
     lines = ["# Results", "",
              "Every row was produced by `jmarl reproduce`, or by a benchmark script training the same preset",
              "(the command is in the row), and is generated from",
-             "`docs/results.jsonl` by `jmarl.reproduce.write_markdown`; do not edit by hand. jmarl's value is the",
-             "mean over seeds of the final greedy evaluation with its 95% stratified-bootstrap CI (`jmarl.stats`);",
+             "`docs/results.jsonl` by `jmarl.tools.reproduce.write_markdown`; do not edit by hand. jmarl's value is the",
+             "mean over seeds of the final greedy evaluation with its 95% stratified-bootstrap CI (`jmarl.train.stats`);",
              "all seeds of a row train in one program. Budget: env steps per seed; \"x (of y)\" means the run was",
              "shrunk from the preset's budget y with `--steps`/`--scale`, so it is not yet a like-for-like",
              "comparison with the published figure. Wall: whole command for the row (compile, training, final",

@@ -27,8 +27,8 @@ from jaxmarl.environments import spaces as jm_spaces
 from jaxmarl.environments.multi_agent_env import MultiAgentEnv
 from jaxmarl.environments.multi_agent_env import State as JaxMARLState
 
-from jmarl.env import Actions, Environment, Team, TimeStep
-from jmarl.spaces import Box, Discrete, Space
+from jmarl.core.env import Actions, Environment, Team, TimeStep
+from jmarl.core.spaces import Box, Discrete, Space
 
 __all__ = ["FromJaxMARL", "ToJaxMARL", "from_jaxmarl", "to_jaxmarl"]
 
@@ -127,7 +127,7 @@ def _get_path(obj: Any, path: Sequence[str]) -> Any:
 class FromJaxMARL(Environment):
     """A JaxMARL ``MultiAgentEnv`` under jmarl's API (build with ``from_jaxmarl``).
 
-    ``step`` calls JaxMARL's raw ``step_env`` (no auto-reset; wrap in ``jmarl.wrappers.AutoReset``,
+    ``step`` calls JaxMARL's raw ``step_env`` (no auto-reset; wrap in ``jmarl.core.wrappers.AutoReset``,
     which splits the key as JaxMARL's ``step`` does, so ``AutoReset(from_jaxmarl(e)).step`` and
     ``e.step`` give the same episodes, up to float rounding where XLA fuses the two differently).
 

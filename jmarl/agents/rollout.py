@@ -10,8 +10,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from jmarl.env import Environment, TimeStep
-from jmarl.spaces import Discrete
+from jmarl.core.env import Environment, TimeStep
+from jmarl.core.spaces import Discrete
 
 
 def random_actions(space, key: jax.Array, avail: jax.Array) -> jax.Array:

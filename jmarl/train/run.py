@@ -24,11 +24,11 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import jmarl
-from jmarl import checkpoint
-from jmarl.algorithms import ResolvedConfig, algorithm_module
-from jmarl.config import ConfigError
-from jmarl.registry import make
-from jmarl.stats import aggregate, marl_eval_json
+from jmarl.train import checkpoint
+from jmarl.train.algorithms import ResolvedConfig, algorithm_module
+from jmarl.core.config import ConfigError
+from jmarl.core.registry import make
+from jmarl.train.stats import aggregate, marl_eval_json
 
 
 @dataclasses.dataclass
@@ -237,7 +237,7 @@ def _summarise(run_dir, resolved, pop, final, env, compile_s, train_s, steps, re
     (run_dir / "results.json").write_text(json.dumps(results, indent=1))
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
     _export_marl_eval(run_dir, resolved, pop, rows, final_returns)
-    from jmarl.plots import learning_curves
+    from jmarl.train.plots import learning_curves
     learning_curves(rows, run_dir / "curve.png", title=f"{resolved.algo} on {resolved.env}")
     return results
 

@@ -13,8 +13,8 @@ import importlib
 from types import ModuleType
 from typing import Any, Mapping
 
-from jmarl.config import ConfigError, build, describe_fields
-from jmarl.registry import env_class
+from jmarl.core.config import ConfigError, build, describe_fields
+from jmarl.core.registry import env_class
 
 # name -> (module, static overrides that the name implies)
 ALGORITHMS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -84,8 +84,8 @@ def split_overrides(module: ModuleType, overrides: Mapping[str, Any], env: str, 
 
 def has_box_actions(env: str, env_kwargs: Mapping[str, Any]) -> bool:
     """Whether any team of ``env`` built with ``env_kwargs`` acts in a Box (continuous) action space."""
-    from jmarl.registry import make
-    from jmarl.spaces import Box
+    from jmarl.core.registry import make
+    from jmarl.core.spaces import Box
 
     try:
         teams = make(env, **env_kwargs).teams

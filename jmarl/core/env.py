@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jmarl.spaces import Box, Discrete, Space
+from jmarl.core.spaces import Box, Discrete, Space
 
 State = TypeVar("State")
 Actions = Mapping[str, jax.Array]
@@ -67,7 +67,7 @@ class Environment(abc.ABC, Generic[State]):
     """A pure, jittable, vmappable multi-agent environment.
 
     Subclasses define ``teams``, ``global_state_shape``, ``max_steps``, ``_reset`` and ``_step``.
-    ``step`` does not reset a finished episode; wrap in ``jmarl.wrappers.AutoReset`` for that.
+    ``step`` does not reset a finished episode; wrap in ``jmarl.core.wrappers.AutoReset`` for that.
     """
 
     name: str = "environment"

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jmarl.env import Environment, TimeStep
+from jmarl.core.env import Environment, TimeStep
 
 
 def tree_select(pred: jax.Array, on_true, on_false):

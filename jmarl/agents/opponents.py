@@ -40,10 +40,10 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jmarl.config import ConfigError
-from jmarl.env import Environment, TimeStep
-from jmarl.rollout import random_actions
-from jmarl.wrappers import Wrapper
+from jmarl.core.config import ConfigError
+from jmarl.core.env import Environment, TimeStep
+from jmarl.agents.rollout import random_actions
+from jmarl.core.wrappers import Wrapper
 
 FIXED_POLICIES = ("random", "heuristic")  # or the path of a run directory
 
@@ -99,10 +99,10 @@ def heuristic_opponent(env: Environment, team: str) -> Opponent:
 def checkpoint_opponent(env: Environment, team: str, run_dir: str) -> Opponent:
     """Greedy actions of ``team``'s policy in the saved run ``run_dir`` (member 0). The run's config is
     checked against ``env`` before its checkpoint is read."""
-    # Imported here: jmarl.algorithms and jmarl.policy import the algorithms, which import this module.
-    from jmarl.algorithms import ResolvedConfig
-    from jmarl.policy import load
-    from jmarl.registry import make
+    # Imported here: jmarl.train.algorithms and jmarl.train.load import the algorithms, which import this module.
+    from jmarl.train.algorithms import ResolvedConfig
+    from jmarl.train.load import load
+    from jmarl.core.registry import make
 
     resolved = ResolvedConfig.from_dict(json.loads((Path(run_dir) / "config.json").read_text()))
     saved = make(resolved.env, **resolved.env_kwargs)

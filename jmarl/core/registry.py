@@ -6,8 +6,8 @@ import difflib
 import importlib
 from typing import Any, Union
 
-from jmarl.config import build
-from jmarl.env import Environment
+from jmarl.core.config import build
+from jmarl.core.env import Environment
 
 # name -> an Environment class with a ``Config`` dataclass, or "module:Class" resolved on first use.
 _REGISTRY: dict[str, Union[str, type]] = {

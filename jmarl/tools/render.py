@@ -24,8 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jmarl.env import Environment
-from jmarl.policy import Policy
+from jmarl.core.env import Environment
+from jmarl.train.load import Policy
 
 # Team colours (mpe2's palette for MPE); a team not listed takes the next colour of matplotlib's cycle.
 TEAM_COLORS = {"agents": "#5959d9", "allies": "#5959d9", "adversaries": "#d95959", "enemies": "#d95959",

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jmarl.stats import stratified_bootstrap_ci
+from jmarl.train.stats import stratified_bootstrap_ci
 
 
 def learning_curves(rows: list[dict], path: str | Path, title: str = "", metric: str = "eval/return") -> Path:

@@ -23,7 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
-from jmarl.config import ConfigError, build
+from jmarl.core.config import ConfigError, build
 
 
 def _parse_overrides(tokens: Sequence[str]) -> dict[str, str]:
@@ -68,8 +68,8 @@ def _sweep_axes(module, overrides: dict[str, str], samples: int, seed: int):
 
 
 def _run(args, sweep: bool) -> int:
-    from jmarl.algorithms import ResolvedConfig, algorithm_module, resolve
-    from jmarl.run import Population, format_results, train
+    from jmarl.train.algorithms import ResolvedConfig, algorithm_module, resolve
+    from jmarl.train.run import Population, format_results, train
 
     overrides = _parse_overrides(args.overrides)
     if args.resume:
@@ -108,8 +108,8 @@ def _run(args, sweep: bool) -> int:
 
 
 def _list(_args) -> int:
-    from jmarl.algorithms import ALGORITHMS
-    from jmarl.registry import registered_envs
+    from jmarl.train.algorithms import ALGORITHMS
+    from jmarl.core.registry import registered_envs
 
     print("environments:", ", ".join(registered_envs()))
     print("algorithms:  ", ", ".join(sorted(ALGORITHMS)))
@@ -118,7 +118,7 @@ def _list(_args) -> int:
 
 def _reproduce(args) -> int:
     """``jmarl reproduce PRESET``: train a preset's entries, append rows to the results store, redraw the table."""
-    from jmarl import reproduce
+    from jmarl.tools import reproduce
 
     if args.list:
         print(reproduce.describe_presets())
@@ -136,7 +136,7 @@ def _reproduce(args) -> int:
 
 
 def _add_reproduce_parser(sub) -> None:
-    from jmarl.reproduce import RESULTS_JSONL
+    from jmarl.tools.reproduce import RESULTS_JSONL
 
     p = sub.add_parser("reproduce", help="run a preset of published settings; append rows to the results table")
     p.add_argument("preset", nargs="?", help="preset name (see --list)")
@@ -157,9 +157,9 @@ def _add_reproduce_parser(sub) -> None:
 
 def _render(args) -> int:
     """``jmarl render RUN_DIR``: draw episodes of a trained run (or of a random policy) to a GIF or MP4."""
-    from jmarl import render
-    from jmarl.policy import load
-    from jmarl.registry import make
+    from jmarl.tools import render
+    from jmarl.train.load import load
+    from jmarl.core.registry import make
 
     if args.run_dir and "=" in args.run_dir and not Path(args.run_dir).exists():  # argparse took KEY=VALUE
         args.overrides, args.run_dir = [args.run_dir, *args.overrides], None

@@ -1,0 +1,2 @@
+"""What an environment author needs: the environment API (``Environment``, ``Team``, ``TimeStep``), spaces,
+the registry (``make``, ``register``), wrappers and typed configuration. Imports nothing else of jmarl."""

@@ -1,0 +1,1 @@
+"""Tools on top of runs: the ``jmarl`` command, rendering, reproduction presets and result tables."""
