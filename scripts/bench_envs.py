@@ -9,6 +9,8 @@ checksum carried by the scan, otherwise XLA would delete the physics. Each (env,
     python scripts/bench_envs.py                      # spread and tag at 1, 64, 1024, 8192 envs
     python scripts/bench_envs.py --envs mpe_spread --sizes 1024 --repeats 9
     python scripts/bench_envs.py --write              # also rewrite docs/benchmarks.md's section
+    python scripts/bench_envs.py --envs mpe_simple mpe_push --sizes 1 64 1024 --write \
+        --section "Environment throughput: more MPE"  # a section of its own; the others stay as they are
 
 Add an environment pair with one line in ``PAIRS``.
 """
@@ -48,6 +50,13 @@ PAIRS = [
     Pair("mpe_spread", "MPE_simple_spread_v3"),
     Pair("mpe_tag", "MPE_simple_tag_v3"),
     Pair("mpe_adversary", "MPE_simple_adversary_v3"),
+    Pair("mpe_simple", "MPE_simple_v3"),
+    Pair("mpe_push", "MPE_simple_push_v3"),
+    Pair("mpe_speaker_listener", "MPE_simple_speaker_listener_v4"),
+    Pair("mpe_reference", "MPE_simple_reference_v3"),
+    Pair("mpe_crypto", "MPE_simple_crypto_v3"),
+    # JaxMARL's world_comm defaults to continuous actions; both sides play discrete ones here.
+    Pair("mpe_world_comm", "MPE_simple_world_comm_v3", jaxmarl_kwargs={"action_type": "Discrete"}),
     # SMAX: one line here, e.g. Pair("smax", "HeuristicEnemySMAX", {...}, {...}), once jmarl's SMAX exists.
 ]
 DEFAULT_ENVS = ["mpe_spread", "mpe_tag"]
@@ -147,12 +156,12 @@ def bench(pair: Pair, num_envs: int, num_steps: int, repeats: int) -> dict:
                 ratio=rate["jmarl"] / rate["jaxmarl"])
 
 
-def table(rows: list[dict]) -> str:
+def table(rows: list[dict], placeholder: bool = True) -> str:
     lines = ["| env | num envs | jmarl steps/s | JaxMARL steps/s | jmarl / JaxMARL |",
              "|---|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['env']} | {r['num_envs']} | {r['jmarl']:.3g} | {r['jaxmarl']:.3g} | {r['ratio']:.2f}x |")
-    if not any(p.jmarl_name == "smax" for p in PAIRS):
+    if placeholder and not any(p.jmarl_name == "smax" for p in PAIRS):
         lines.append("| smax | | (to come with jmarl's SMAX environment: one line in `PAIRS`) | | |")
     return "\n".join(lines)
 
@@ -164,9 +173,37 @@ def load() -> str:
         return "load average unknown"
 
 
+# Notes for a section of other scenarios than the default ones (``--section``).
+MORE_NOTES = """Method as in "Environment throughput" above (same script, same checksum, same alternation). The
+communication scenarios keep each agent's latest utterance in the state and decode mpe2's composed
+actions (`move + 5 x word`); JaxMARL's world_comm is played with discrete actions
+(`action_type="Discrete"`; its default is continuous) so both sides run the same action space.
+"""
+
+
 def section(rows: list[dict], args: argparse.Namespace, load_before: str) -> str:
     date = datetime.date.today().isoformat()
-    return f"""{SECTION}
+    heading = SECTION if args.section is None else f"## {args.section}"
+    command = ("python scripts/bench_envs.py --write"
+               + ("" if args.envs == DEFAULT_ENVS else " --envs " + " ".join(args.envs))
+               + ("" if args.sizes is None else " --sizes " + " ".join(map(str, args.sizes)))
+               + ("" if args.repeats == 5 else f" --repeats {args.repeats}")
+               + ("" if args.section is None else f' --section "{args.section}"'))
+    if args.section is not None:
+        return f"""{heading}
+
+Environment steps per second of the scenarios below, jmarl and JaxMARL in the same process, alternately,
+{args.repeats} times each; medians and the ratio of medians. Timings on a shared machine are noisy: read
+the ratio, not the absolute numbers.
+
+- Machine: {machine()}; {load_before} at the start, {load()} at the end
+- Date: {date}
+- Command: `{command}`
+
+{table(rows, placeholder=False)}
+
+{MORE_NOTES}"""
+    return f"""{heading}
 
 Environment steps per second (one step of one environment = every agent acts once), random actions,
 auto-reset on, observations and rewards consumed (summed into a checksum carried by the scan, so XLA
@@ -176,7 +213,7 @@ a shared machine are noisy: read the ratio, not the absolute numbers.
 
 - Machine: {machine()}; {load_before} at the start, {load()} at the end
 - Date: {date}
-- Command: `python scripts/bench_envs.py --write{'' if args.envs == DEFAULT_ENVS else ' --envs ' + ' '.join(args.envs)}`
+- Command: `{command}`
 
 {table(rows)}
 
@@ -191,8 +228,8 @@ random numbers in one flat threefry call (AutoReset computes a reset every step)
 """
 
 
-def write_section(text: str) -> None:
-    _write_section(SECTION, text)
+def write_section(text: str, heading: str = SECTION) -> None:
+    _write_section(heading, text)
 
 
 def main(argv=None) -> None:
@@ -205,6 +242,9 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--gpu", action="store_true", help="include 65536 envs even without a GPU backend")
     parser.add_argument("--write", action="store_true", help=f"rewrite '{SECTION}' in {DOC}")
+    parser.add_argument("--section", default=None,
+                        help="with --write: the title of the section to (re)write instead, e.g. 'Environment "
+                             "throughput: more MPE' (for other scenarios than the default ones)")
     args = parser.parse_args(argv)
     sizes = args.sizes or [1, 64, 1024, 8192] + ([65536] if args.gpu or jax.default_backend() == "gpu" else [])
 
@@ -218,10 +258,11 @@ def main(argv=None) -> None:
             rows.append(row)
             print(f"{row['env']:>14} {n:>6} envs x {row['num_steps']:>5} steps: jmarl {row['jmarl']:.3g}/s  "
                   f"jaxmarl {row['jaxmarl']:.3g}/s  ratio {row['ratio']:.2f}x", flush=True)
-    print("\n" + table(rows))
+    print("\n" + table(rows, placeholder=args.section is None))
     if args.write:
-        write_section(section(rows, args, load_before))
-        print(f"\nwrote '{SECTION}' in {DOC}")
+        heading = SECTION if args.section is None else f"## {args.section}"
+        write_section(section(rows, args, load_before), heading)
+        print(f"\nwrote '{heading}' in {DOC}")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,19 @@
 """Shared MPE physics, geometry and the scenario base class (the one home for what every MPE env does).
 
 Semantics follow PettingZoo's MPE (the ``mpe2`` package) exactly: the same integration order, soft
-contact forces, action decoding and episode length. A scenario (spread, tag, adversary) only says which
-entities exist (``World``), where they start, what each team observes and how it is rewarded.
+contact forces, action decoding and episode length. A scenario (spread, tag, adversary, ...) only says
+which entities exist (``World``), where they start, what each team observes and how it is rewarded.
+
+Communication (speaker_listener, reference, crypto, world_comm): an agent that is not ``silent`` says
+one of ``dim_c`` words (discrete) or a vector in [0, 1]^dim_c (continuous) as part of its action, and
+the utterance is kept in ``CommState.comm`` for the others to observe after the step. The action
+space is composed as mpe2 composes it (``action_space_of``): a moving speaker's discrete action is
+``move + 5 * word`` (Discrete(5 * dim_c)), its continuous one ``[move (5), word (dim_c)]``; an agent
+that cannot move only speaks (Discrete(dim_c) or Box(dim_c)).
 
 Shape legend: A agents (all teams, in mpe2's agent order), L landmarks, K = L + A - 1 entities an
-agent sees (landmarks, then the other agents in ascending order, as mpe2 lists them), 2 = (x, y).
+agent sees (landmarks, then the other agents in ascending order, as mpe2 lists them), 2 = (x, y),
+C = dim_c (the size of an utterance).
 """
 from __future__ import annotations
 
@@ -18,7 +26,9 @@ import numpy as np
 from flax import struct
 
 from jmarl.core.env import Environment, Team, TimeStep
+from jmarl.core.scene import Scene
 from jmarl.core.spaces import Box, Discrete
+from jmarl.envs.mpe.scene import mpe_scene
 
 # mpe2 World / SimpleEnv constants.
 DT = 0.1
@@ -44,6 +54,12 @@ class World:
     agent_max_speed: Optional[tuple[float, ...]] = None  # [A] speed cap; None: no cap
     agents_collide: bool = False
     landmarks_collide: bool = False
+    # Per landmark, when only some collide (world_comm: obstacles do, food and forests do not); None:
+    # every landmark follows ``landmarks_collide``.
+    landmark_collide: Optional[tuple[bool, ...]] = None  # [L]
+    agent_movable: Optional[tuple[bool, ...]] = None  # [A]; None: every agent moves (a speaker may not)
+    agent_silent: Optional[tuple[bool, ...]] = None  # [A]; None: every agent is silent
+    dim_c: int = 0  # words an agent that speaks can say (mpe2's world.dim_c); 0: nobody speaks
 
     @property
     def num_agents(self) -> int:
@@ -53,6 +69,26 @@ class World:
     def num_landmarks(self) -> int:
         return len(self.landmark_size)
 
+    @property
+    def landmark_collides(self) -> tuple[bool, ...]:
+        """[L]: which landmarks agents bump into (when agents collide at all)."""
+        if self.landmark_collide is not None:
+            return tuple(self.landmark_collide)
+        return (self.landmarks_collide,) * self.num_landmarks
+
+    @property
+    def movable(self) -> tuple[bool, ...]:
+        return (True,) * self.num_agents if self.agent_movable is None else tuple(self.agent_movable)
+
+    @property
+    def silent(self) -> tuple[bool, ...]:
+        return (True,) * self.num_agents if self.agent_silent is None else tuple(self.agent_silent)
+
+    @property
+    def talks(self) -> bool:
+        """Some agent speaks, or some agent cannot move: the general action decoding is needed."""
+        return not all(self.silent) or not all(self.movable)
+
 
 @struct.dataclass
 class MPEState:
@@ -60,6 +96,13 @@ class MPEState:
     agent_vel: jax.Array  # f32[A, 2]
     landmark_pos: jax.Array  # f32[L, 2]  (landmarks never move and have zero velocity)
     step: jax.Array  # i32[]  transitions taken in this episode
+
+
+@struct.dataclass
+class CommState(MPEState):
+    """The state of a scenario in which some agent speaks."""
+
+    comm: jax.Array  # f32[A, C]  each agent's latest utterance (mpe2's state.c; zeros if silent or after reset)
 
 
 class Geometry(NamedTuple):
@@ -105,6 +148,18 @@ def contact_distance(world: World) -> np.ndarray:
     return np.concatenate([a[:, None] + lm[None, :], drop_diagonal(a[:, None] + a[None, :])], axis=1)
 
 
+def take_columns(x, columns: np.ndarray):
+    """x[:, columns] for static, sorted ``columns``, as slices of their contiguous runs (no gather)."""
+    if len(columns) == 0:
+        return x[:, :0]
+    breaks = np.flatnonzero(np.diff(columns) != 1) + 1
+    runs = np.split(columns, breaks)
+    parts = [x[:, int(r[0]):int(r[-1]) + 1] for r in runs]
+    if isinstance(x, np.ndarray):
+        return np.concatenate(parts, axis=1)
+    return parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=1)
+
+
 def action_force(world: World, actions: jax.Array, continuous: bool) -> jax.Array:
     """f32[A, 2] force from i32[A] discrete actions or f32[A, 5] continuous ones (mpe2 semantics).
 
@@ -142,9 +197,16 @@ def steer(direction: jax.Array, continuous: bool) -> jax.Array:
 def contact_forces(world: World, geo: Geometry) -> jax.Array:
     """f32[A, 2]: mpe2's softened contact force on each agent, summed over the entities it collides
     with (landmarks are immovable, so nothing acts on them)."""
-    first = 0 if world.landmarks_collide else world.num_landmarks  # columns that can touch
-    dx, dy, dist = geo.dx[:, first:], geo.dy[:, first:], geo.dist[:, first:]
-    penetration = CONTACT_MARGIN * jax.nn.softplus((contact_distance(world)[:, first:] - dist) / CONTACT_MARGIN)
+    if world.landmark_collide is None:
+        first = 0 if world.landmarks_collide else world.num_landmarks  # columns that can touch
+        dx, dy, dist = geo.dx[:, first:], geo.dy[:, first:], geo.dist[:, first:]
+        reach = contact_distance(world)[:, first:]
+    else:  # some landmarks collide (world_comm's obstacles), others not (its food and forests)
+        columns = np.concatenate([np.flatnonzero(world.landmark_collides),
+                                  np.arange(world.num_landmarks, world.num_landmarks + world.num_agents - 1)])
+        dx, dy, dist = (take_columns(x, columns) for x in (geo.dx, geo.dy, geo.dist))
+        reach = take_columns(contact_distance(world), columns)
+    penetration = CONTACT_MARGIN * jax.nn.softplus((reach - dist) / CONTACT_MARGIN)
     magnitude = CONTACT_FORCE * penetration / dist  # f32[A, K']; pushes away from the other entity
     return -jnp.stack([jnp.sum(magnitude * dx, axis=1), jnp.sum(magnitude * dy, axis=1)], axis=-1)
 
@@ -162,11 +224,51 @@ def integrate(world: World, pos: jax.Array, vel: jax.Array, force: jax.Array) ->
 
 
 def world_step(world: World, state: MPEState, force: jax.Array) -> MPEState:
-    """Apply action forces plus contact forces (from the positions before the step) and integrate."""
-    if world.agents_collide and (world.num_agents > 1 or world.landmarks_collide):
+    """Apply action forces plus contact forces (from the positions before the step) and integrate.
+    Agents that cannot move (mpe2's ``movable=False``: speakers) keep their position and zero velocity."""
+    movable = world.movable
+    if not any(movable):  # simple_crypto: nothing moves
+        return state.replace(step=state.step + 1)
+    if world.agents_collide and (world.num_agents > 1 or any(world.landmark_collides)):
         force = force + contact_forces(world, geometry(state.agent_pos, state.landmark_pos))
     pos, vel = integrate(world, state.agent_pos, state.agent_vel, force)
+    if not all(movable):
+        keep = ~np.asarray(movable)[:, None]
+        pos, vel = jnp.where(keep, state.agent_pos, pos), jnp.where(keep, state.agent_vel, vel)
     return state.replace(agent_pos=pos, agent_vel=vel, step=state.step + 1)
+
+
+def action_space_of(world: World, agent: int, continuous: bool) -> Box | Discrete:
+    """An agent's action space as mpe2 composes it: 5 moves if it moves (1 choice, or 0 entries of a Box,
+    if not), times (discrete) or plus (continuous) ``dim_c`` words if it speaks."""
+    moves = NUM_ACTIONS if world.movable[agent] else (0 if continuous else 1)
+    if not world.silent[agent]:
+        moves = moves + world.dim_c if continuous else moves * world.dim_c
+    return Box(0.0, 1.0, (moves,)) if continuous else Discrete(moves)
+
+
+def decode_actions(world: World, first: int, actions: jax.Array, continuous: bool) -> tuple[jax.Array, jax.Array]:
+    """Force f32[N, 2] and utterance f32[N, C] of N agents ``first, first + 1, ...`` that share movability
+    and silence (one team), from mpe2-composed actions: i32[N] or f32[N, S] (see ``action_space_of``).
+
+    Discrete: move = action % 5 and word = action // 5 for a moving speaker; the word is said as a one-hot
+    vector. Continuous: entries clipped to [0, 1] (PettingZoo's ClipOutOfBoundsWrapper), the first 5 the
+    move, the next C the utterance itself."""
+    n, c = actions.shape[0], world.dim_c
+    sub = World(agent_size=world.agent_size[first:first + n], landmark_size=(),
+                agent_accel=world.agent_accel[first:first + n])
+    movable, silent = world.movable[first], world.silent[first]
+    if len(set(world.movable[first:first + n])) > 1 or len(set(world.silent[first:first + n])) > 1:
+        raise ValueError(f"agents {first}..{first + n - 1} form one team but differ in movability or silence")
+    if continuous:
+        a = jnp.clip(actions, 0.0, 1.0)
+        force = action_force(sub, a[:, :NUM_ACTIONS], True) if movable else jnp.zeros((n, 2), jnp.float32)
+        word = a[:, NUM_ACTIONS if movable else 0:] if not silent else jnp.zeros((n, c), jnp.float32)
+        return force, word
+    move, say = (actions % NUM_ACTIONS, actions // NUM_ACTIONS) if movable and not silent else (actions, actions)
+    force = action_force(sub, move, False) if movable else jnp.zeros((n, 2), jnp.float32)
+    word = jax.nn.one_hot(say, c, dtype=jnp.float32) if not silent else jnp.zeros((n, c), jnp.float32)
+    return force, word
 
 
 def uniform(key: jax.Array, n: int) -> jax.Array:
@@ -185,7 +287,8 @@ def uniform_positions(key: jax.Array, world: World, landmark_range: float = 1.0)
 
 class MPEEnv(Environment[MPEState]):
     """An MPE scenario: subclasses set ``Config`` and ``name``, build ``self.world`` and the team
-    layout in ``__init__``, and define ``_initial_state``, ``_observe`` and ``_rewards``."""
+    layout in ``__init__``, and define ``_initial_state``, ``_observe`` and ``_rewards``. They inherit
+    ``render_scene`` (``envs/mpe/scene.py``), so ``jmarl render`` draws them."""
 
     world: World
     team_sizes: Mapping[str, int]  # team -> number of agents, in mpe2's agent order
@@ -213,10 +316,21 @@ class MPEEnv(Environment[MPEState]):
             return Box(0.0, 1.0, (NUM_ACTIONS,))
         return Discrete(NUM_ACTIONS)
 
+    def team_action_space(self, team: str) -> Box | Discrete:
+        """The action space of ``team``'s agents (they share movability and silence)."""
+        if not self.world.talks:
+            return self.action_space
+        return action_space_of(self.world, self._team_start(team), self.config.continuous_actions)
+
+    def _team_start(self, team: str) -> int:
+        """Index of ``team``'s first agent in mpe2's agent order."""
+        names = list(self.team_sizes)
+        return sum(self.team_sizes[t] for t in names[:names.index(team)])
+
     @property
     def teams(self) -> dict[str, Team]:
-        space = self.action_space
-        return {name: Team(n, (self.obs_sizes[name],), space) for name, n in self.team_sizes.items()}
+        return {name: Team(n, (self.obs_sizes[name],), self.team_action_space(name))
+                for name, n in self.team_sizes.items()}
 
     @property
     def global_state_shape(self) -> tuple[int, ...]:
@@ -233,21 +347,39 @@ class MPEEnv(Environment[MPEState]):
 
     def _step(self, key: jax.Array, state: MPEState, actions) -> tuple[TimeStep, MPEState]:
         # ``key`` is unused: mpe2's MPE scenarios have no action or communication noise.
-        acts = [actions[t] for t in self.team_sizes]
-        acts = acts[0] if len(acts) == 1 else jnp.concatenate(acts, axis=0)
-        state = world_step(self.world, state, action_force(self.world, acts, self.config.continuous_actions))
+        continuous = self.config.continuous_actions
+        if self.world.talks:
+            decoded = [decode_actions(self.world, self._team_start(t), actions[t], continuous) for t in self.team_sizes]
+            force = jnp.concatenate([f for f, _ in decoded], axis=0)
+            state = world_step(self.world, state, force)
+            state = state.replace(comm=jnp.concatenate([w for _, w in decoded], axis=0))  # said this step
+        else:
+            acts = [actions[t] for t in self.team_sizes]
+            acts = acts[0] if len(acts) == 1 else jnp.concatenate(acts, axis=0)
+            state = world_step(self.world, state, action_force(self.world, acts, continuous))
         geo = geometry(state.agent_pos, state.landmark_pos)
         return self._timestep(state, geo, self._rewards(state, geo)), state
 
+    def _info(self, state: MPEState) -> dict[str, jax.Array]:
+        """Per-step facts about the episode (e.g. a hidden goal's index); the same keys after reset and step."""
+        return {}
+
     def _timestep(self, state: MPEState, geo: Geometry, reward: dict[str, jax.Array]) -> TimeStep:
         obs = self._observe(state, geo)
-        width = 1 if self.config.continuous_actions else NUM_ACTIONS
+        teams = self.teams
+        width = {t: 1 if isinstance(teams[t].action_space, Box) else teams[t].action_space.n for t in teams}
         return TimeStep(
             obs=obs,
             reward=reward,
             terminated=jnp.zeros((), bool),
             truncated=state.step >= self.config.max_steps,
             global_state=jnp.concatenate([obs[t].reshape(-1) for t in self.team_sizes]),
-            avail_actions={t: jnp.ones((n, width), bool) for t, n in self.team_sizes.items()},
+            avail_actions={t: jnp.ones((n, width[t]), bool) for t, n in self.team_sizes.items()},
+            info=self._info(state),
         )
 
+    # --- rendering ---------------------------------------------------------------------------------
+    def render_scene(self, states: MPEState) -> Scene:
+        """The render scene of one episode (``states``: leaves [F, ...], numpy); see ``envs/mpe/scene.py``.
+        Every scenario inherits it; one that draws its entities differently overrides it."""
+        return mpe_scene(self, states)

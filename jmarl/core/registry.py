@@ -6,7 +6,7 @@ import difflib
 import importlib
 from typing import Any, Union
 
-from jmarl.core.config import build
+from jmarl.core.config import build, construct
 from jmarl.core.env import Environment
 
 # name -> an Environment class with a ``Config`` dataclass, or "module:Class" resolved on first use.
@@ -14,6 +14,12 @@ _REGISTRY: dict[str, Union[str, type]] = {
     "mpe_spread": "jmarl.envs.mpe.spread:SimpleSpread",
     "mpe_tag": "jmarl.envs.mpe.tag:SimpleTag",
     "mpe_adversary": "jmarl.envs.mpe.adversary:SimpleAdversary",
+    "mpe_simple": "jmarl.envs.mpe.simple:Simple",
+    "mpe_push": "jmarl.envs.mpe.push:SimplePush",
+    "mpe_speaker_listener": "jmarl.envs.mpe.speaker_listener:SimpleSpeakerListener",
+    "mpe_reference": "jmarl.envs.mpe.reference:SimpleReference",
+    "mpe_crypto": "jmarl.envs.mpe.crypto:SimpleCrypto",
+    "mpe_world_comm": "jmarl.envs.mpe.world_comm:SimpleWorldComm",
     "smax": "jmarl.envs.smax.env:SMAX",
     "probe_matrix": "jmarl.envs.probes:MatrixGame",
     "probe_two_step": "jmarl.envs.probes:TwoStepGame",
@@ -28,16 +34,64 @@ def register(name: str, env_cls: Union[type, str], overwrite: bool = False) -> N
     _REGISTRY[name] = env_cls
 
 
-def registered_envs() -> list[str]:
-    """Names accepted by ``jmarl.make``."""
-    return sorted(_REGISTRY)
+# Namespaces: "PREFIX:NAME" names environment NAME of another library, built through an adapter on first use.
+# PREFIX -> ("module:function returning the class of NAME", "module:function listing the names"); strings, so
+# the adapter (and its library) is imported only when such a name is used and core imports nothing above it.
+_NAMESPACES: dict[str, tuple[str, str]] = {
+    "jaxmarl": ("jmarl.adapters.jaxmarl:jaxmarl_env_class", "jmarl.adapters.jaxmarl:jaxmarl_env_names"),
+}
+JAXMARL_PREFIX = "jaxmarl:"  # "jaxmarl:NAME": JaxMARL's NAME through jmarl.adapters.jaxmarl.from_jaxmarl
+
+
+def register_namespace(prefix: str, env_class_fn: str, env_names_fn: str, overwrite: bool = False) -> None:
+    """Make ``PREFIX:NAME`` an environment name: ``env_class_fn`` ("module:function", NAME -> an Environment
+    class with a ``Config``) builds it, ``env_names_fn`` ("module:function", () -> names) lists them."""
+    if prefix in _NAMESPACES and not overwrite:
+        raise ValueError(f"namespace {prefix!r} is already registered; pass overwrite=True to replace it")
+    _NAMESPACES[prefix] = (env_class_fn, env_names_fn)
+
+
+def _resolve(spec: str):
+    module, fn = spec.split(":")
+    return getattr(importlib.import_module(module), fn)
+
+
+def registered_envs(jaxmarl: bool = False) -> list[str]:
+    """Names accepted by ``jmarl.make``; with ``jaxmarl=True`` also ``PREFIX:NAME`` for every environment of each
+    namespace, e.g. every environment JaxMARL registers (this imports those libraries, so it is off by default:
+    ``import jmarl`` stays light)."""
+    names = sorted(_REGISTRY)
+    if jaxmarl:
+        for prefix, (_, list_fn) in _NAMESPACES.items():
+            names += [f"{prefix}:{n}" for n in _resolve(list_fn)()]
+    return names
+
+
+def _namespace_hint(name: str) -> str:
+    """A hint naming ``PREFIX:NAME`` where ``name`` is close to an environment of a namespace (for unknown names
+    only: this imports the namespaces' libraries)."""
+    for prefix, (_, list_fn) in _NAMESPACES.items():
+        try:
+            close = difflib.get_close_matches(name, _resolve(list_fn)(), n=3)
+        except ImportError:
+            continue
+        if close:
+            return f" {prefix}'s environments are named {prefix}:NAME: did you mean {[f'{prefix}:{c}' for c in close]}?"
+    return ""
 
 
 def env_class(name: str) -> type:
+    """The Environment class registered as ``name`` (imported on first use), or, for ``jaxmarl:NAME`` (any
+    registered namespace), a class running that library's NAME whose ``Config`` holds its constructor keywords.
+    Unknown names raise ValueError with close matches."""
+    prefix, sep, rest = name.partition(":")
+    if sep and prefix in _NAMESPACES:
+        return _resolve(_NAMESPACES[prefix][0])(rest)
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, _REGISTRY, n=3)
-        hint = f" Did you mean {close}?" if close else ""
-        raise ValueError(f"unknown environment {name!r}.{hint} Registered: {registered_envs()}")
+        hint = (f" Did you mean {close}?" if close else "") + _namespace_hint(name)
+        raise ValueError(f"unknown environment {name!r}.{hint} Registered: {registered_envs()}; "
+                         f"JaxMARL's as jaxmarl:NAME")
     entry = _REGISTRY[name]
     if isinstance(entry, str):
         module, cls = entry.split(":")
@@ -46,10 +100,11 @@ def env_class(name: str) -> type:
 
 
 def make(name: str, **kwargs: Any) -> Environment:
-    """Build registered environment ``name``; unknown or ill-typed kwargs raise with the valid ones listed."""
+    """Build registered environment ``name`` (or JaxMARL's, ``jaxmarl:NAME``); unknown or ill-typed kwargs raise
+    with the valid ones listed."""
     cls = env_class(name)
     config = build(cls.Config, kwargs, what=f"environment {name!r}")
-    return cls(config)
+    return construct(cls, config, what=f"environment {name!r}")  # a value the env rejects is named
 
 
 def env_config_fields(name: str) -> list[str]:
