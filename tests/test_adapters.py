@@ -1,6 +1,10 @@
 """Adapters both ways with JaxMARL's dict API: ``from_jaxmarl`` on JaxMARL's own environments checked
-against the JaxMARL env itself, ``to_jaxmarl`` on a tiny jmarl env checked against JaxMARL's API and
-code (LogWrapper), and the round trip ``from_jaxmarl(to_jaxmarl(env))`` checked against ``env``."""
+against the JaxMARL env itself (and its generic paths on a small fake env: integer agents, tuples, Dict
+observations, MultiDiscrete actions, shaped rewards), ``to_jaxmarl`` on jmarl envs checked against JaxMARL's
+API and code (its LogWrappers, the loops of its IPPO baselines, and JaxMARL's own tests, adapted where
+docs/interop.md says a semantic choice differs), and the round trip ``from_jaxmarl(to_jaxmarl(env))``.
+
+Episodes here are short and envs small, to keep the file cheap on a 2-core CPU."""
 from __future__ import annotations
 
 from functools import lru_cache
@@ -11,12 +15,15 @@ import numpy as np
 import pytest
 
 import jaxmarl
+from flax import struct
 from jaxmarl.environments import spaces as jm_spaces
+from jaxmarl.environments.multi_agent_env import MultiAgentEnv
 from jaxmarl.environments.smax import map_name_to_scenario
-from jaxmarl.wrappers.baselines import LogWrapper
+from jaxmarl.wrappers.baselines import LogWrapper, MPELogWrapper, SMAXLogWrapper
 
+import jmarl
 from jmarl import AutoReset, Discrete, Environment, EpisodeStats, Team, TimeStep
-from jmarl.adapters.jaxmarl import FromJaxMARL, from_jaxmarl, to_jaxmarl
+from jmarl.adapters.jaxmarl import FromJaxMARL, ToJaxMARLState, from_jaxmarl, to_jaxmarl
 from jmarl.adapters.jaxmarl import _prefix_name
 from tiny_env import GO, STOP, Counter
 
@@ -109,16 +116,30 @@ def test_smax_uses_world_state_and_avail_actions():
     assert bool(jnp.take_along_axis(ts.avail_actions["ally"], actions["ally"][:, None], 1).all())
 
 
-def test_explicit_teams_and_missing_max_steps():
-    coin = jaxmarl.make("coin_game")  # agents "0" and "1": no prefix; no max_steps attribute
-    with pytest.raises(ValueError, match="max_steps"):
-        from_jaxmarl(coin)
-    env = from_jaxmarl(coin, max_steps=100)
-    assert list(env.teams) == ["team_0"] and env.max_steps == 100
+def test_explicit_teams_and_found_max_steps():
+    coin = jaxmarl.make("coin_game", num_inner_steps=3, num_outer_steps=4)  # agents "0", "1": no prefix
+    env = from_jaxmarl(coin)  # no max_steps attribute: inner x outer steps, found without the user
+    assert list(env.teams) == ["team_0"] and env.max_steps == 12
     env = from_jaxmarl(coin, teams={"red": ["0"], "blue": ["1"]}, max_steps=100)
-    assert list(env.teams) == ["red", "blue"] and env.teams["blue"].num_agents == 1
+    assert list(env.teams) == ["red", "blue"] and env.teams["blue"].num_agents == 1 and env.max_steps == 100
     with pytest.raises(ValueError, match="unknown agent"):
-        from_jaxmarl(coin, teams={"red": ["agent_0"]}, max_steps=100)
+        from_jaxmarl(coin, teams={"red": ["agent_0"]})
+
+
+def test_full_smax_splits_allies_and_enemies():
+    """JaxMARL's SMAX (both sides act): allies and enemies share spaces but are two teams, by name."""
+    env = from_jaxmarl(jaxmarl.make("SMAX", scenario=map_name_to_scenario("3m")))
+    assert list(env.teams) == ["ally", "enemy"] and env.teams["enemy"].num_agents == 3
+
+
+def test_coin_game_time_limit_is_truncation():
+    """coin_game's outer episode ends at num_inner x num_outer steps: a time limit, so truncated (it was
+    labelled terminated, which stops value bootstrapping); inner-episode boundaries end nothing."""
+    env = from_jaxmarl(jaxmarl.make("coin_game", num_inner_steps=2, num_outer_steps=2))
+    ts = _run(env, {"team_0": jnp.zeros(2, jnp.int32)}, 5)
+    np.testing.assert_array_equal(ts.truncated, [False, False, False, True, True])
+    assert not np.asarray(ts.terminated).any()
+    np.testing.assert_array_equal(ts.info["inner_episode_done"], [False, True, False, True, False])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -230,6 +251,63 @@ def test_vmapped_scan_rollout_with_autoreset():
 
 
 # --------------------------------------------------------------------------------------------------
+# from_jaxmarl's generic paths, on a fake JaxMARL env in STORM's style
+# --------------------------------------------------------------------------------------------------
+
+@struct.dataclass
+class FakeState:
+    step: jax.Array
+    last: jax.Array  # i32[2, 2]: the decoded actions of the last step
+
+
+class Fake(MultiAgentEnv):
+    """STORM-style quirks in a few lines: integer agents that read actions positionally (a tuple), a tuple
+    of Dict observations, a reward tuple, MultiDiscrete([2, 3]) actions, a shaped reward in the infos,
+    and no ``max_steps``. Agent i's reward is 10 * a0 + a1 of its decoded action; shaped reward: -1."""
+
+    def __init__(self):
+        super().__init__(2)
+        self.agents = [0, 1]
+        self.action_spaces = {a: jm_spaces.MultiDiscrete([2, 3]) for a in self.agents}
+        self.observation_spaces = {a: {"pos": jm_spaces.Box(0, 1, (2,)), "inv": jm_spaces.Box(0, 9, (3,))}
+                                   for a in self.agents}
+
+    def get_obs(self, state):
+        return tuple({"inv": jnp.full((3,), i, jnp.int32), "pos": state.last[i].astype(jnp.float32)}
+                     for i in range(2))
+
+    def reset(self, key):
+        state = FakeState(jnp.zeros((), jnp.int32), jnp.zeros((2, 2), jnp.int32))
+        return self.get_obs(state), state
+
+    def step_env(self, key, state, actions):
+        a0, a1 = actions  # unpacked positionally, as STORM 2p does: a dict would give its keys
+        last = jnp.stack([a0, a1])
+        state = FakeState(state.step + 1, last)
+        rewards = tuple((10 * last[i, 0] + last[i, 1]).astype(jnp.float32) for i in range(2))
+        done = state.step >= 3
+        return self.get_obs(state), state, rewards, {"__all__": done}, {"shaped_reward": {0: -1.0, 1: -1.0}}
+
+
+def test_generic_paths_on_a_storm_style_env():
+    with pytest.raises(ValueError, match="max_steps"):
+        from_jaxmarl(Fake())  # nothing says how long its episodes are: the user must
+    env = from_jaxmarl(Fake(), max_steps=3, shaped_reward_coef=0.5)
+    # Dict observations flattened (keys in order: inv, pos); MultiDiscrete([2, 3]) -> Discrete(6)
+    assert dict(env.teams) == {"team_0": Team(2, (5,), Discrete(6))}
+    ts, state = env.reset(jax.random.PRNGKey(0))
+    np.testing.assert_array_equal(ts.obs["team_0"][1], [1, 1, 1, 0, 0])
+    ts, state = env.step(jax.random.PRNGKey(1), state, {"team_0": jnp.array([5, 3], jnp.int32)})
+    # action 5 = (1, 2) and 3 = (1, 0), row-major; rewards 12 and 10, plus 0.5 x the shaped -1
+    np.testing.assert_array_equal(state.last, [[1, 2], [1, 0]])
+    np.testing.assert_allclose(ts.reward["team_0"], [11.5, 9.5])
+    np.testing.assert_array_equal(ts.obs["team_0"][0], [0, 0, 0, 1, 2])
+    assert set(ts.info["shaped_reward"]) == {0, 1}  # the env's infos, as it gives them
+    with pytest.raises(ValueError, match="shaped_reward"):
+        from_jaxmarl(jaxmarl.make("MPE_simple_spread_v3"), shaped_reward_coef=1.0)  # no such info there
+
+
+# --------------------------------------------------------------------------------------------------
 # to_jaxmarl: a tiny jmarl env under JaxMARL's API
 # --------------------------------------------------------------------------------------------------
 
@@ -337,3 +415,293 @@ def test_round_trip_behaves_like_the_env():
         assert_trees_equal(ts_a, ts_b)
         ends.append((bool(ts_a.terminated), bool(ts_a.truncated)))
     assert ends == [(False, False), (True, False), (False, False), (False, False), (False, True), (False, False)]
+
+
+# --------------------------------------------------------------------------------------------------
+# to_jaxmarl: what JaxMARL code sends and expects
+# --------------------------------------------------------------------------------------------------
+
+def test_to_jaxmarl_accepts_actions_in_every_form_jaxmarl_envs_accept():
+    """ippo_ff_mpe's ``unbatchify`` leaves each agent's action shaped (1,); other code sends Python ints or
+    floats: every form with the space's number of entries is the same action. A wrong size is refused."""
+    view = to_jaxmarl(tiny())
+    _, state = view.reset(jax.random.PRNGKey(0))
+    key = jax.random.PRNGKey(1)
+    canonical = view.step_env(key, state, agent_actions(GO))
+    forms = [{"runners_0": jnp.array([0]), "runners_1": 1.0, "pilot_0": jnp.array([[0.25, -0.25]])},
+             {"runners_0": 0, "runners_1": np.int64(1), "pilot_0": np.array([0.25, -0.25], np.float64)}]
+    for actions in forms:
+        assert_trees_equal(view.step_env(key, state, actions), canonical)
+    with pytest.raises(ValueError, match="runners_0.*shape"):
+        view.step_env(key, state, {"runners_0": jnp.array([0, 1]), "runners_1": 1, "pilot_0": jnp.zeros(2)})
+
+
+def test_to_jaxmarl_infos_are_per_agent_and_round_trip():
+    """Every info entry has the agent axis JaxMARL's baselines reshape by (scalars repeated, per-team entries
+    concatenated, nested dicts entry by entry), and from_jaxmarl gives the env's own info back."""
+    env = EpisodeStats(tiny())
+    view = to_jaxmarl(env)
+    _, state = view.reset(jax.random.PRNGKey(0))
+    *_, infos = view.step_env(jax.random.PRNGKey(1), state, agent_actions(GO))
+    for key, value in jax.tree_util.tree_leaves_with_path(infos):
+        assert np.shape(value)[:1] == (3,), (key, np.shape(value))
+    np.testing.assert_array_equal(infos["episode_length"], [1, 1, 1])
+    np.testing.assert_array_equal(infos["episode_return"], [1.0, 2.0, 1.0])  # runners (GO: 0, 1), pilot
+
+    trip = AutoReset(from_jaxmarl(view))
+    a, key = AutoReset(env), jax.random.PRNGKey(2)
+    ts_a, s_a = a.reset(key)
+    ts_b, s_b = trip.reset(key)
+    for t, actions in enumerate([GO, GO, GO, STOP]):
+        ts_a, s_a = a.step(jax.random.fold_in(key, t), s_a, actions)
+        ts_b, s_b = trip.step(jax.random.fold_in(key, t), s_b, actions)
+        assert_trees_equal(ts_a, ts_b)
+
+
+def test_to_jaxmarl_step_counter_is_the_envs():
+    """The step counter a JaxMARL user sets in the state is the one the env reads (it was a copy): one step
+    from step=2 reaches the 3-step limit; other attributes read through to the env state."""
+    view = to_jaxmarl(tiny())
+    _, state = view.reset(jax.random.PRNGKey(0))
+    _, after, _, dones, infos = view.step_env(jax.random.PRNGKey(1), state.replace(step=2), agent_actions(GO))
+    assert bool(dones["__all__"]) and bool(infos["truncated"].all()) and int(after.step) == 3
+    assert int(after.env_state.step) == 3
+    np.testing.assert_array_equal(state.total, state.env_state.total)  # read through to the env's state
+
+
+def test_to_jaxmarl_jaxmarl_episode_length():
+    """episode_length="jaxmarl": done once step >= max_steps *before* the step, so 4 transitions for a limit of
+    3, as JaxMARL's MPE and SMAX count; a termination still ends the episode at once."""
+    view = to_jaxmarl(tiny(), episode_length="jaxmarl")
+    assert view.transitions == 4 and from_jaxmarl(view).max_steps == 4
+    _, state = view.reset(jax.random.PRNGKey(0))
+    done = []
+    for t in range(5):
+        _, state, _, dones, infos = view.step(jax.random.PRNGKey(t), state, agent_actions(GO))
+        done.append(bool(dones["__all__"]))
+    assert done == [False, False, False, True, False] and int(state.step) == 1
+    _, _, _, dones, infos = view.step_env(jax.random.PRNGKey(9), view.reset(jax.random.PRNGKey(0))[1],
+                                          agent_actions(STOP))
+    assert bool(dones["__all__"]) and bool(infos["terminated"].all()) and not bool(infos["truncated"].any())
+
+
+# --------------------------------------------------------------------------------------------------
+# JaxMARL's own tests against to_jaxmarl (tests/test_jaxmarl_api.py, test_envs_implement_base_api.py,
+# tests/mpe/test_mpe.py in FLAIROx/JaxMARL), adapted only as docs/interop.md records
+# --------------------------------------------------------------------------------------------------
+
+def test_jaxmarl_auto_reset_to_specific_state():
+    """JaxMARL's test_auto_reset_to_specific_state on to_jaxmarl(mpe_spread). Adaptation: JaxMARL's MPE
+    state names positions ``p_pos``, jmarl's ``agent_pos`` (read through the adapter's state)."""
+    env = to_jaxmarl(jmarl.make("mpe_spread"))
+    rng = jax.random.PRNGKey(0)
+    rng, rng_reset1, rng_reset2 = jax.random.split(rng, 3)
+    _, state1 = env.reset(rng_reset1)
+    _, state2 = env.reset(rng_reset2)
+    rng, rng_act = jax.random.split(rng)
+    rng_act = jax.random.split(rng_act, env.num_agents)
+    actions = {a: env.action_space(a).sample(rng_act[i]) for i, a in enumerate(env.agents)}
+    _, next_state, _, dones, _ = env.step(rng, state1, actions, reset_state=state2)
+    assert not dones["__all__"]
+    assert not jnp.array_equal(state2.agent_pos, next_state.agent_pos)
+
+    state1 = state1.replace(step=env.max_steps)  # auto reset to a specific state
+    rng, rng_act = jax.random.split(rng)
+    rng_act = jax.random.split(rng_act, env.num_agents)
+    actions = {a: env.action_space(a).sample(rng_act[i]) for i, a in enumerate(env.agents)}
+    _, next_state, _, dones, _ = env.step(rng, state1, actions, reset_state=state2)
+    assert dones["__all__"]
+    jax.tree.map(lambda x, y: np.testing.assert_array_equal(x, y), state2, next_state)
+
+
+# One env of each kind the adapter distinguishes: two teams of different observation sizes, masked actions
+# and infos, Box actions, a one-step game. (Every jmarl env passes PettingZoo's API test: test_pettingzoo.py.)
+BASE_API_ENVS = ["mpe_tag", "smax", "probe_continuous", "probe_two_step"]
+
+
+@pytest.mark.parametrize("name", BASE_API_ENVS)
+def test_jaxmarl_base_api_on_jmarl_envs(name):
+    """JaxMARL's test_envs_implement_base_api checks, unchanged, on jmarl envs through to_jaxmarl."""
+    from jaxmarl.environments.spaces import Space
+
+    env = to_jaxmarl(jmarl.make(name))
+    assert isinstance(env, MultiAgentEnv)
+    for agent in env.observation_spaces:
+        assert env.observation_spaces[agent] == env.observation_space(agent)
+        assert isinstance(env.observation_spaces[agent], Space)
+    for agent in env.action_spaces:
+        assert env.action_spaces[agent] == env.action_space(agent) and isinstance(env.action_spaces[agent], Space)
+    rng = jax.random.PRNGKey(0)
+    initial_obs, _ = env.reset(rng)
+    for agent in env.observation_spaces:
+        assert env.observation_spaces[agent].contains(initial_obs[agent])
+    rng, _rng = jax.random.split(rng)
+    _, initial_state = env.reset(_rng)
+    rng, _rng = jax.random.split(rng)
+    actions = {a: env.action_space(a).sample(_rng) for a in env.agents}
+    rng, _rng = jax.random.split(rng)
+    result = env.step(_rng, initial_state, actions)
+    assert isinstance(result, tuple) and len(result) == 5
+    next_obs, next_state, reward, done, info = result
+    for agent in env.observation_spaces:
+        assert env.observation_spaces[agent].contains(next_obs[agent])
+    assert isinstance(reward, dict) and isinstance(done, dict) and "__all__" in done and isinstance(info, dict)
+
+
+MPE_CASES = {  # JaxMARL id -> (jmarl env, mpe2 module name); the scenarios jmarl's parity test covers
+    "MPE_simple_spread_v3": ("mpe_spread", "simple_spread_v3"),
+    "MPE_simple_tag_v3": ("mpe_tag", "simple_tag_v3"),
+    "MPE_simple_adversary_v3": ("mpe_adversary", "simple_adversary_v3"),
+}
+
+
+@pytest.mark.parametrize("continuous", [False, True], ids=["discrete", "continuous"])
+@pytest.mark.parametrize("zoo_env_name", list(MPE_CASES))
+def test_jaxmarl_mpe_vs_pettingzoo(zoo_env_name, continuous):
+    """JaxMARL's test_mpe_vs_pettingzoo on to_jaxmarl(jmarl's env, episode_length="jaxmarl"): each step starts
+    from PettingZoo's state and must give its observations, rewards and terminations (``dones``: PettingZoo's
+    third return value) to 1e-4, and its next state. Adaptations: the state is built in jmarl's state class
+    (``agent_pos``/``agent_vel``/``landmark_pos``/``goal``; jmarl keeps no communication state ``c``: its MPE
+    agents are silent), agents are matched by position (JaxMARL's names are PettingZoo's), random actions and
+    resets are seeded, and 4 episodes instead of 500. With jmarl's own episode length (the default) the 25th
+    step is done, as a truncation: ``infos["terminated"]`` stays False, checked at the end."""
+    pytest.importorskip("mpe2", reason="mpe2 (PettingZoo's MPE, a dev extra) is not installed")
+    import importlib
+
+    from jmarl.envs.mpe.adversary import AdversaryState
+    from jmarl.envs.mpe.core import MPEState
+
+    jmarl_name, zoo_module = MPE_CASES[zoo_env_name]
+    env_zoo = importlib.import_module(f"mpe2.{zoo_module}").parallel_env(max_cycles=25, continuous_actions=continuous)
+    env_jax = to_jaxmarl(jmarl.make(jmarl_name, continuous_actions=continuous), episode_length="jaxmarl")
+    zoo_to_jax = dict(zip(env_zoo.possible_agents, env_jax.agents))
+    inner = env_jax.env
+    blank = dict(obs={t: jnp.zeros((team.num_agents,) + team.obs_shape) for t, team in inner.teams.items()},
+                 global_state=jnp.zeros(inner.global_state_shape),
+                 avail_actions={t: jnp.ones((team.num_agents, team.num_actions if not continuous else 1), bool)
+                                for t, team in inner.teams.items()})
+
+    def state_from_zoo():
+        world = env_zoo.aec_env.env.world
+        fields = dict(agent_pos=jnp.array([a.state.p_pos for a in world.agents], jnp.float32),
+                      agent_vel=jnp.array([a.state.p_vel for a in world.agents], jnp.float32),
+                      landmark_pos=jnp.array([lm.state.p_pos for lm in world.landmarks], jnp.float32),
+                      step=jnp.asarray(env_zoo.aec_env.env.steps, jnp.int32))
+        if jmarl_name == "mpe_adversary":
+            env_state = AdversaryState(**fields, goal=jnp.asarray(world.landmarks.index(world.agents[0].goal_a)))
+        else:
+            env_state = MPEState(**fields)
+        return ToJaxMARLState(done=jnp.zeros((), bool), step=fields["step"], env_state=env_state, **blank)
+
+    step = jax.jit(env_jax.step)
+    rng = np.random.default_rng(0)
+    key = jax.random.PRNGKey(0)
+    for ep in range(4):
+        env_zoo.reset(seed=ep)
+        for s in range(25):
+            actions = {a: (rng.random(5, dtype=np.float32) if continuous else int(rng.integers(5)))
+                       for a in env_zoo.agents}
+            state = state_from_zoo()
+            obs_zoo, rew_zoo, done_zoo, _, _ = env_zoo.step(actions)
+            key, key_step = jax.random.split(key)
+            obs_jax, state_jax, rew_jax, done_jax, _ = step(key_step, state, {zoo_to_jax[a]: v for a, v in actions.items()})
+            for agent, jax_agent in zoo_to_jax.items():
+                np.testing.assert_allclose(obs_zoo[agent], obs_jax[jax_agent], atol=1e-4, err_msg=f"step {s} obs {agent}")
+                np.testing.assert_allclose(rew_zoo[agent], rew_jax[jax_agent], atol=1e-4, err_msg=f"step {s} rew {agent}")
+                assert done_zoo[agent] == bool(done_jax[jax_agent]), f"step {s} done {agent}"
+            if not all(done_zoo.values()):
+                world = env_zoo.aec_env.env.world
+                np.testing.assert_allclose(state_jax.agent_pos, [a.state.p_pos for a in world.agents], atol=1e-4)
+                np.testing.assert_allclose(state_jax.agent_vel, [a.state.p_vel for a in world.agents], atol=1e-4)
+    # jmarl's own episode length: the 25th transition is done, a truncation, not a termination
+    view = to_jaxmarl(jmarl.make(jmarl_name, continuous_actions=continuous))
+    _, state = view.reset(jax.random.PRNGKey(0))
+    _, _, _, dones, infos = view.step_env(jax.random.PRNGKey(1), state.replace(step=24),
+                                          {a: env_jax.action_space(a).sample(jax.random.PRNGKey(2)) for a in view.agents})
+    assert bool(dones["__all__"]) and not bool(infos["terminated"].any()) and bool(infos["truncated"].all())
+
+
+# --------------------------------------------------------------------------------------------------
+# The loops of JaxMARL's IPPO baselines on jmarl envs
+# --------------------------------------------------------------------------------------------------
+
+def batchify(x: dict, agent_list, num_actors):
+    """JaxMARL's baselines' batchify (ippo_ff_mpe.py, without its padding: all agents share a size here)."""
+    return jnp.stack([x[a] for a in agent_list]).reshape((num_actors, -1))
+
+
+def unbatchify(x: jnp.ndarray, agent_list, num_envs, num_actors):
+    """JaxMARL's baselines' unbatchify: each agent's actions come out shaped (num_envs, 1)."""
+    x = x.reshape((num_actors, num_envs, -1))
+    return {a: x[i] for i, a in enumerate(agent_list)}
+
+
+def test_ippo_ff_mpe_loop_runs_on_to_jaxmarl():
+    """ippo_ff_mpe.py's rollout and update on to_jaxmarl(mpe_spread), unchanged in what it sends and reads:
+    MPELogWrapper, actions from ``unbatchify`` shaped (num_envs, 1) per agent, every info reshaped to
+    NUM_ACTORS; one policy-gradient update of a linear policy. (It failed: actions of shape (3, 1).)"""
+    env = MPELogWrapper(to_jaxmarl(jmarl.make("mpe_spread", max_steps=5)))
+    num_envs, num_steps = 2, 6
+    num_actors = env.num_agents * num_envs
+    num_actions = env.action_space(env.agents[0]).n
+    params = jnp.zeros((env.observation_space(env.agents[0]).shape[0], num_actions))
+
+    def rollout(params, key):
+        obsv, env_state = jax.vmap(env.reset)(jax.random.split(key, num_envs))
+
+        def _env_step(carry, k):
+            env_state, last_obs = carry
+            obs_batch = batchify(last_obs, env.agents, num_actors)
+            k_act, k_step = jax.random.split(k)
+            logits = obs_batch @ params
+            action = jax.random.categorical(k_act, logits)
+            log_prob = jnp.take_along_axis(jax.nn.log_softmax(logits), action[:, None], 1)[:, 0]
+            env_act = unbatchify(action, env.agents, num_envs, env.num_agents)
+            obsv, env_state, reward, done, info = jax.vmap(env.step)(jax.random.split(k_step, num_envs), env_state,
+                                                                     env_act)
+            info = jax.tree.map(lambda x: x.reshape((num_actors)), info)
+            reward = batchify(reward, env.agents, num_actors).squeeze()
+            return (env_state, obsv), (log_prob, reward, info)
+
+        _, (log_prob, reward, info) = jax.lax.scan(_env_step, (env_state, obsv), jax.random.split(key, num_steps))
+        return -(log_prob * jax.lax.stop_gradient(reward)).mean(), info
+
+    (loss, info), grads = jax.jit(jax.value_and_grad(rollout, has_aux=True))(params, jax.random.PRNGKey(0))
+    assert np.isfinite(float(loss)) and float(jnp.abs(grads).max()) > 0
+    # MPELogWrapper's episode stats: 5-step episodes end at step 5; returns are num_agents x the rewards
+    np.testing.assert_array_equal(info["returned_episode"][:, 0], np.arange(num_steps) == 4)
+    assert info["returned_episode_lengths"][4].tolist() == [5] * num_actors
+
+
+def test_ippo_rnn_smax_loop_runs_on_to_jaxmarl():
+    """ippo_rnn_smax.py's use of the env on to_jaxmarl(jmarl's smax), with its own SMAXLogWrapper unchanged:
+    available actions from ``get_avail_actions(env_state.env_state)``, masked sampling, every info reshaped
+    to NUM_ACTORS (SMAX's ``won`` included: it was per env while the rest was per agent)."""
+    env = SMAXLogWrapper(to_jaxmarl(jmarl.make("smax", scenario="3m", max_steps=4)))
+    num_envs, num_steps = 2, 5
+    num_actors = env.num_agents * num_envs
+
+    def rollout(key):
+        obsv, env_state = jax.vmap(env.reset)(jax.random.split(key, num_envs))
+
+        def _env_step(carry, k):
+            env_state, last_obs = carry
+            avail_actions = jax.vmap(env.get_avail_actions)(env_state.env_state)
+            avail_actions = batchify(avail_actions, env.agents, num_actors)
+            k_act, k_step = jax.random.split(k)
+            logits = jnp.zeros(avail_actions.shape) - (1 - avail_actions) * 1e10
+            action = jax.random.categorical(k_act, logits)
+            env_act = unbatchify(action, env.agents, num_envs, env.num_agents)
+            env_act = {k: v.squeeze() for k, v in env_act.items()}
+            obsv, env_state, reward, done, info = jax.vmap(env.step)(jax.random.split(k_step, num_envs), env_state,
+                                                                     env_act)
+            info = jax.tree.map(lambda x: x.reshape((num_actors)), info)
+            return (env_state, obsv), (info, jnp.take_along_axis(avail_actions, action[:, None], 1))
+
+        return jax.lax.scan(_env_step, (env_state, obsv), jax.random.split(key, num_steps))[1]
+
+    info, chosen_available = jax.jit(rollout)(jax.random.PRNGKey(0))
+    assert bool(chosen_available.all())
+    assert info["won"].shape == info["returned_won_episode"].shape == (num_steps, num_actors)
+    done = np.asarray(info["returned_episode"])
+    assert done.any() and (done == done[:, :1]).all()  # the episode ends for every actor of an env at once
