@@ -7,7 +7,7 @@ a **centralised critic** Q_i(x, a_1..a_K) that sees the observations x and actio
 team, plus a one-hot id of the agent it scores. Each team has its own actor and critic (shared by its agents
 unless ``shared_params=False``, then every parameter gets a leading agent axis), its own optimisers and
 Polyak-averaged target networks. In a competitive env (``mpe_tag``) both teams learn, each team's critic
-seeing everyone; or a team plays a fixed policy inside the env (``fixed_teams``, ``jmarl/opponents.py``).
+seeing everyone; or a team plays a fixed policy inside the env (``fixed_teams``, ``jmarl/agents/opponents.py``).
 
 One gradient step, on a batch sampled from a flashbax item buffer of single env steps:
 
@@ -39,21 +39,24 @@ import numpy as np
 import optax
 from flax import struct
 
-from jmarl.core.config import ChunkedSchedule, ConfigError
+from jmarl.core.config import ConfigError
 from jmarl.core.env import Environment, TimeStep
-from jmarl.agents.networks import DeterministicActor, ValueNet, apply_per_agent, clipped_adam, descend, sequential_under_vmap
+from jmarl.agents.networks import (DeterministicActor, ValueNet, apply_per_agent, clipped_adam, descend, flatten_obs,
+                                   sequential_under_vmap, td_target)
 from jmarl.agents.opponents import with_fixed_teams
 from jmarl.agents.rollout import chunked_run, episode_metrics, evaluate_episodes, random_actions, step_stats
 from jmarl.core.spaces import Box, Discrete
 from jmarl.core.wrappers import AutoReset, EpisodeStats
+from jmarl.train.contract import RunConfig
 
 
 # ----------------------------------------------------------------------------------------------------
 # Configuration: static values fix shapes; hyperparameters are traced pytree leaves.
 # ----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class MADDPGConfig(ChunkedSchedule):
-    """Static configuration: changing any of these changes the compiled program."""
+class MADDPGConfig(RunConfig):
+    """Static configuration: changing any of these changes the compiled program. With ``RunConfig``'s shared
+    fields (num_evals, eval_episodes, fixed_teams, fixed_policy; jmarl/train/contract.py)."""
 
     num_envs: int = 64  # E
     num_steps: int = 25  # T: steps of every env collected (and stored) per update
@@ -67,10 +70,6 @@ class MADDPGConfig(ChunkedSchedule):
     activation: Literal["tanh", "relu"] = "relu"
     shared_params: bool = True
     gumbel: bool = False  # Discrete actions: learn through the Gumbel-softmax relaxation (else an error)
-    fixed_teams: tuple[str, ...] = ()  # teams that do not learn: they play fixed_policy (jmarl/opponents.py)
-    fixed_policy: str = "random"  # "random", "heuristic" (the env's scripted policy) or a run directory
-    num_evals: int = 10  # evaluations over the run; the run is cut into this many chunks
-    eval_episodes: int = 32
 
 
 
@@ -90,12 +89,10 @@ class MADDPGHparams:
 def validate(config: MADDPGConfig, env: Environment) -> None:
     """Raise ConfigError, before anything compiles, for action spaces or sizes that don't fit (``env``: the
     learning teams only; fixed teams are checked by jmarl.agents.opponents)."""
-    for key in ("num_envs", "num_steps", "sample_batch_size", "grad_steps", "eval_episodes", "num_evals"):
-        if getattr(config, key) < 1:
-            raise ConfigError(f"{key}={getattr(config, key)} must be at least 1")
-    if config.total_timesteps < config.batch_size:
-        raise ConfigError(f"total_timesteps={config.total_timesteps} is less than one update's batch "
-                          f"(num_envs x num_steps = {config.batch_size})")
+    from jmarl.core.config import check_positive
+
+    config.check_schedule("maddpg")
+    check_positive(config, ("buffer_size", "sample_batch_size", "grad_steps", "hidden_dim", "num_layers"), "maddpg")
     need = max(config.batch_size, config.sample_batch_size)
     if config.buffer_size < need:
         raise ConfigError(f"buffer_size={config.buffer_size} cannot hold one update's env steps (num_envs x "
@@ -111,6 +108,12 @@ def validate(config: MADDPGConfig, env: Environment) -> None:
                               f"{env.name} has {space} (for MPE use env.continuous_actions=True, or set gumbel=True)")
         if not isinstance(space, (Box, Discrete)):
             raise ConfigError(f"team {name!r} of {env.name}: unsupported action space {space}")
+
+
+# Valid ranges of the traced hyperparameters: jmarl.train.run checks every population member's on the host
+# before anything compiles (a NaN, infinite or negative rate would otherwise train without a word).
+HPARAM_RANGES = {"actor_lr": "(0, inf)", "critic_lr": "(0, inf)", "gamma": "(0, 1]", "tau": "(0, 1]",
+                 "exploration_noise": "[0, inf)", "gumbel_temperature": "(0, inf)", "max_grad_norm": "(0, inf)"}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -140,7 +143,8 @@ class RunnerState(NamedTuple):
 
 
 class Trainer(NamedTuple):
-    """Pure functions of one training run; vmap them over keys and hparams for a population."""
+    """Pure functions of one training run: the contract's Trainer (jmarl/train/contract.py) and the TD
+    targets its tests check; vmap them over keys and hparams for a population."""
 
     config: MADDPGConfig
     env: Environment
@@ -165,17 +169,12 @@ def gumbel_softmax(key: jax.Array, logits: jax.Array, temperature: jax.Array) ->
     return soft + jax.lax.stop_gradient(hard - soft)
 
 
-def td_target(reward: jax.Array, terminated: jax.Array, next_value: jax.Array, gamma: jax.Array) -> jax.Array:
-    """r + gamma * Q'(next): bootstrapped at truncation (next is the final observation), not after termination."""
-    return reward + gamma * (1.0 - terminated.astype(jnp.float32)) * next_value
-
-
 # ----------------------------------------------------------------------------------------------------
 # The algorithm
 # ----------------------------------------------------------------------------------------------------
 def make_train(config: MADDPGConfig, env: Environment) -> Trainer:
     """Build the training functions of MADDPG for ``env``; checks the config first."""
-    # Fixed teams act inside the env (jmarl/opponents.py): every team this env shows learns, and the
+    # Fixed teams act inside the env (jmarl/agents/opponents.py): every team this env shows learns, and the
     # critics see the learning teams' observations and actions.
     env = with_fixed_teams(env, config.fixed_teams, config.fixed_policy)
     validate(config, env)
@@ -191,8 +190,7 @@ def make_train(config: MADDPGConfig, env: Environment) -> Trainer:
                                   sample_batch_size=config.sample_batch_size, add_sequences=True, add_batches=True)
 
     def flat(team: str, obs: jax.Array) -> jax.Array:
-        """f32[..., N, *obs_shape] -> f32[..., N, O]."""
-        return obs.reshape(obs.shape[:obs.ndim - len(teams[team].obs_shape)] + (-1,))
+        return flatten_obs(obs, teams[team].obs_shape)
 
     def joint(per_team: dict) -> jax.Array:
         """Every team's per-agent arrays {team: f32[..., N, D]} -> one f32[..., sum N*D] (teams in env order)."""
@@ -424,3 +422,9 @@ PRESETS: dict[str, dict[str, Any]] = {
                              learning_starts=256, total_timesteps=16 * 250, num_evals=5, eval_episodes=64,
                              hidden_dim=32, actor_lr=3e-3, critic_lr=3e-3, exploration_noise=0.2),
 }
+
+
+if __name__ == "__main__":  # `python maddpg.py --env mpe_spread KEY=VALUE ...` is `jmarl train maddpg.py ...`
+    from jmarl.tools.cli import main_for_file
+
+    raise SystemExit(main_for_file(__file__))

@@ -23,22 +23,24 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jmarl.core.config import ChunkedSchedule, ConfigError
+from jmarl.core.config import ConfigError
 from jmarl.core.env import Environment, TimeStep
-from jmarl.agents.networks import (PolicyNet, ValueNet, apply_per_agent, clipped_adam, descend, sequential_under_vmap,
-                            with_agent_ids)
+from jmarl.agents.networks import (PolicyNet, ValueNet, apply_per_agent, clipped_adam, descend, flatten_obs,
+                                   sequential_under_vmap, with_agent_ids)
 from jmarl.agents.opponents import with_fixed_teams
 from jmarl.agents.rollout import chunked_run, episode_metrics, evaluate_episodes, step_stats
 from jmarl.core.spaces import Box
 from jmarl.core.wrappers import AutoReset, EpisodeStats
+from jmarl.train.contract import RunConfig, Trainer
 
 
 # ----------------------------------------------------------------------------------------------------
 # Configuration: static values fix shapes; hyperparameters are traced pytree leaves.
 # ----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class PPOConfig(ChunkedSchedule):
-    """Static configuration: changing any of these changes the compiled program."""
+class PPOConfig(RunConfig):
+    """Static configuration: changing any of these changes the compiled program. With ``RunConfig``'s shared
+    fields (num_evals, eval_episodes, fixed_teams, fixed_policy; jmarl/train/contract.py)."""
 
     algo: Literal["ippo", "mappo"] = "ippo"
     num_envs: int = 64
@@ -54,11 +56,7 @@ class PPOConfig(ChunkedSchedule):
     agent_ids: bool = True  # one-hot agent ids in the actor's (and IPPO critic's) input
     anneal_lr: bool = True
     normalize_advantages: bool = True
-    num_evals: int = 10  # evaluations over the run; the run is cut into this many chunks
-    eval_episodes: int = 32
     eval_greedy: bool = True
-    fixed_teams: tuple[str, ...] = ()  # teams that do not learn: they play fixed_policy (jmarl/opponents.py)
-    fixed_policy: str = "random"  # "random", "heuristic" (the env's scripted policy) or a run directory
 
 
 
@@ -76,10 +74,12 @@ class PPOHparams:
 
 
 def validate(config: PPOConfig, env: Environment) -> None:
-    """Raise ConfigError, before anything compiles, for sizes that don't divide (fixed teams: jmarl.agents.opponents)."""
-    if config.total_timesteps < config.batch_size:
-        raise ConfigError(f"total_timesteps={config.total_timesteps} is less than one update's batch "
-                          f"(num_envs x num_steps = {config.batch_size})")
+    """Raise ConfigError, before anything compiles, for sizes below 1 or that don't divide (fixed teams:
+    jmarl.agents.opponents)."""
+    from jmarl.core.config import check_positive
+
+    config.check_schedule(config.algo)
+    check_positive(config, ("num_epochs", "num_minibatches", "hidden_dim", "num_layers"), config.algo)
     # Feed-forward minibatches split envs x steps; recurrent ones split envs (whole sequences).
     split, what = ((config.num_envs, "num_envs") if config.recurrent
                    else (config.batch_size, f"num_envs x num_steps = {config.batch_size}"))
@@ -87,6 +87,12 @@ def validate(config: PPOConfig, env: Environment) -> None:
         valid = [d for d in range(1, split + 1) if split % d == 0]
         raise ConfigError(f"num_minibatches={config.num_minibatches} does not divide {what}; "
                           f"valid num_minibatches: {valid}")
+
+
+# Valid ranges of the traced hyperparameters: jmarl.train.run checks every population member's on the host
+# before anything compiles (a NaN, infinite or negative rate would otherwise train without a word).
+HPARAM_RANGES = {"lr": "(0, inf)", "gamma": "(0, 1]", "gae_lambda": "[0, 1]", "clip_eps": "[0, inf)",
+                 "ent_coef": "[0, inf)", "vf_coef": "[0, inf)", "max_grad_norm": "(0, inf)"}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -124,25 +130,13 @@ class Transition(NamedTuple):
     done: jax.Array  # bool[E, 1]
 
 
-class Trainer(NamedTuple):
-    """Pure functions of one training run; vmap them over keys and hparams for a population."""
-
-    config: PPOConfig
-    env: Environment
-    init: Callable[[jax.Array, PPOHparams], RunnerState]
-    run_chunk: Callable[[RunnerState, PPOHparams], tuple[RunnerState, dict]]
-    train: Callable[[jax.Array, PPOHparams], tuple[RunnerState, dict]]
-    evaluate: Callable[..., dict]  # (params, key, num_episodes=config.eval_episodes) -> metrics
-    policy: Callable  # (params, hidden, timestep, starts, key, greedy) -> (hidden, actions)
-
-
 # ----------------------------------------------------------------------------------------------------
 # The algorithm
 # ----------------------------------------------------------------------------------------------------
 def make_train(config: PPOConfig, env: Environment) -> Trainer:
     """Build the training functions of IPPO/MAPPO for ``env``; checks the config first."""
     validate(config, env)
-    # Fixed teams act inside the env (jmarl/opponents.py): every team this env shows learns.
+    # Fixed teams act inside the env (jmarl/agents/opponents.py): every team this env shows learns.
     env = AutoReset(EpisodeStats(with_fixed_teams(env, config.fixed_teams, config.fixed_policy)))
     teams = env.teams
     learners = list(teams)
@@ -158,7 +152,7 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
     def actor_input(team: str, obs: jax.Array) -> jax.Array:
         """The agent's flat observation f32[..., N, O] (+ a one-hot agent id with ``agent_ids``: without it,
         agents that share parameters and see alike tend to pick alike, e.g. all the same landmark)."""
-        flat = obs.reshape(obs.shape[:-len(teams[team].obs_shape)] + (-1,))
+        flat = flatten_obs(obs, teams[team].obs_shape)
         return with_agent_ids(flat) if config.agent_ids else flat
 
     def critic_input(team: str, obs: jax.Array, global_state: jax.Array) -> jax.Array:
@@ -215,7 +209,8 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
     # --- acting ---------------------------------------------------------------------------------------
     def policy(params, hidden, timestep: TimeStep, starts, key, greedy: bool):
         """Actions of every (learning) team for a batch of envs [B] from its policy.
-        Returns (hidden, {team: actions [B, N, ...]}, {team: (dist, log_prob, action)})."""
+        Returns (hidden, {team: actions [B, N, ...] as the env takes them (Box actions clipped)},
+        {team: (action as sampled, its log-probability f32[B, N])})."""
         keys = jax.random.split(key, len(teams))
         actions, hidden, extras = {}, dict(hidden), {}
         for team, k in zip(teams, keys):
@@ -363,8 +358,9 @@ def hparams_as_arrays(hp: PPOHparams) -> PPOHparams:
 # Names the algorithm registry (jmarl/algorithms.py) looks for.
 Config, Hparams = PPOConfig, PPOHparams
 
-# JaxMARL's IPPO optimiser settings (its ippo_rnn_smax.yaml), which jmarl's hard SMAX maps take.
-_JAXMARL_IPPO_OPTIMISER = dict(lr=4e-3, clip_eps=0.05, max_grad_norm=0.25)
+# JaxMARL's IPPO optimiser settings (its ippo_rnn_smax.yaml), which jmarl's hard SMAX maps take; the one home
+# of these numbers (jmarl reproduce's jaxmarl_smax preset reads them here).
+JAXMARL_IPPO_OPTIMISER = dict(lr=4e-3, clip_eps=0.05, max_grad_norm=0.25)
 
 # Per-environment defaults, applied before command-line overrides.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -372,6 +368,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # IPPO with tanh units: 1 seed in 3 collapsed to a deterministic policy (two agents fly off the map
     # for good, about -75); with ReLU no seed of 4 did (docs/benchmarks.md).
     "ippo/mpe_spread": dict(activation="relu"),
+    # MAPPO's actor without agent ids: -24.6 [-25.0, -24.2] at 1e7 steps x 4 seeds, against -29.7 [-31.6, -26.8]
+    # with them; at 2e6, -37.3 against -47.2 (docs/benchmarks.md, PPO on mpe_spread). Its critic still sees ids.
+    "mappo/mpe_spread": dict(agent_ids=False),
     "mpe_tag": dict(num_envs=128, num_steps=50, total_timesteps=10_000_000, num_minibatches=4, lr=2.5e-3),
     "mpe_adversary": dict(num_envs=128, num_steps=50, total_timesteps=10_000_000, num_minibatches=4, lr=2.5e-3),
     # Without an entropy bonus the SMAX policies turned deterministic early on the hard maps and froze there:
@@ -385,11 +384,17 @@ PRESETS: dict[str, dict[str, Any]] = {
     # lr 5e-4, clip 0.2, max_grad_norm 0.5; JaxMARL 12% / 5%). 6h_vs_8z, IPPO only (MAPPO wins 100% at the base
     # preset): one of two seeds never won at the base preset (50% [1%, 100%]; JaxMARL 95%), neither got stuck
     # with these. The other maps win 99-100% at the base preset and keep it (docs/benchmarks.md, SMAX).
-    "smax[scenario=5m_vs_6m]": _JAXMARL_IPPO_OPTIMISER,
-    "ippo/smax[scenario=6h_vs_8z]": _JAXMARL_IPPO_OPTIMISER,
+    "smax[scenario=5m_vs_6m]": JAXMARL_IPPO_OPTIMISER,
+    "ippo/smax[scenario=6h_vs_8z]": JAXMARL_IPPO_OPTIMISER,
     # Box actions (any env): a Gaussian with a state-independent log-std needs no entropy bonus; with 0.01
     # its std grew from 0.6 to about 1.7 on mpe_spread's unit box (docs/benchmarks.md, continuous actions).
     "continuous": dict(ent_coef=0.0),
     "probe_matrix": dict(num_envs=16, num_steps=8, total_timesteps=16 * 8 * 40, num_minibatches=2, num_evals=4),
     "probe_two_step": dict(num_envs=16, num_steps=8, total_timesteps=16 * 8 * 40, num_minibatches=2, num_evals=4),
 }
+
+
+if __name__ == "__main__":  # `python ppo.py --env mpe_spread KEY=VALUE ...` is `jmarl train ppo.py ...`
+    from jmarl.tools.cli import main_for_file
+
+    raise SystemExit(main_for_file(__file__))

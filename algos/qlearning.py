@@ -53,21 +53,24 @@ import numpy as np
 import optax
 from flax import struct
 
-from jmarl.core.config import ChunkedSchedule, ConfigError
+from jmarl.core.config import ConfigError
 from jmarl.core.env import Environment, TimeStep
-from jmarl.agents.networks import QMixer, QNet, apply_per_agent, clipped_adam, descend, sequential_under_vmap, with_agent_ids
+from jmarl.agents.networks import (QMixer, QNet, apply_per_agent, clipped_adam, descend, flatten_obs, sequential_under_vmap,
+                                   td_target, with_agent_ids)
 from jmarl.agents.opponents import with_fixed_teams
 from jmarl.agents.rollout import chunked_run, episode_metrics, evaluate_episodes, random_actions, step_stats
 from jmarl.core.spaces import Discrete
 from jmarl.core.wrappers import AutoReset, EpisodeStats
+from jmarl.train.contract import RunConfig
 
 
 # ----------------------------------------------------------------------------------------------------
 # Configuration: static values fix shapes; hyperparameters are traced pytree leaves.
 # ----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class QLearningConfig(ChunkedSchedule):
-    """Static configuration: changing any of these changes the compiled program."""
+class QLearningConfig(RunConfig):
+    """Static configuration: changing any of these changes the compiled program. With ``RunConfig``'s shared
+    fields (num_evals, eval_episodes, fixed_teams, fixed_policy; jmarl/train/contract.py)."""
 
     mixer: Literal["none", "vdn", "qmix"] = "qmix"  # set by the algorithm name: iql / vdn / qmix
     algo_variant: Literal["replay", "pqn"] = "replay"
@@ -101,10 +104,6 @@ class QLearningConfig(ChunkedSchedule):
     mixer_embed_dim: int = 32
     mixer_hypernet_dim: int = 64
     anneal_lr: bool = True
-    num_evals: int = 10  # evaluations over the run; the run is cut into this many chunks
-    eval_episodes: int = 32
-    fixed_teams: tuple[str, ...] = ()  # teams that do not learn: they play fixed_policy (jmarl/opponents.py)
-    fixed_policy: str = "random"  # "random", "heuristic" (the env's scripted policy) or a run directory
 
 
     @property
@@ -132,9 +131,13 @@ class QLearningHparams:
 def validate(config: QLearningConfig, env: Environment) -> None:
     """Raise ConfigError, before anything compiles, for sizes that don't fit or continuous learners
     (fixed teams: jmarl.agents.opponents)."""
-    if config.total_timesteps < config.batch_size:
-        raise ConfigError(f"total_timesteps={config.total_timesteps} is less than one update's batch "
-                          f"(num_envs x num_steps = {config.batch_size})")
+    from jmarl.core.config import check_positive
+
+    what = {"none": "iql", "vdn": "vdn", "qmix": "qmix"}[config.mixer]
+    config.check_schedule(what)
+    check_positive(config, ("buffer_size", "sample_batch_size", "sample_sequence_length", "sample_period",
+                            "num_epochs", "num_minibatches", "hidden_dim", "num_layers", "mixer_embed_dim",
+                            "mixer_hypernet_dim"), what)
     if config.algo_variant == "pqn" and config.num_envs % config.num_minibatches:
         valid = [d for d in range(1, config.num_envs + 1) if config.num_envs % d == 0]
         raise ConfigError(f"num_minibatches={config.num_minibatches} does not divide num_envs={config.num_envs}; "
@@ -159,6 +162,14 @@ def validate(config: QLearningConfig, env: Environment) -> None:
         if name not in config.fixed_teams and not isinstance(team.action_space, Discrete):
             raise ConfigError(f"Q-learning needs discrete actions; team {name!r} of {env.name} has "
                               f"{team.action_space} (use ippo/mappo, or fixed_teams={name})")
+
+
+# Valid ranges of the traced hyperparameters: jmarl.train.run checks every population member's on the host
+# before anything compiles (a NaN, infinite or negative rate would otherwise train without a word).
+HPARAM_RANGES = {"lr": "(0, inf)", "gamma": "(0, 1]", "eps_start": "[0, 1]", "eps_finish": "[0, 1]",
+                 "eps_anneal_frac": "[0, 1]", "target_update_period": "(0, inf)", "tau": "(0, 1]",
+                 "max_grad_norm": "(0, inf)", "q_lambda": "[0, 1]", "reward_scale": "(0, inf)"}
+
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -193,7 +204,8 @@ class RunnerState(NamedTuple):
 
 
 class Trainer(NamedTuple):
-    """Pure functions of one training run; vmap them over keys and hparams for a population."""
+    """Pure functions of one training run: the contract's Trainer (jmarl/train/contract.py) and the TD
+    targets its tests check; vmap them over keys and hparams for a population."""
 
     config: QLearningConfig
     env: Environment
@@ -218,12 +230,6 @@ def next_action_value(q_online: jax.Array, q_target: jax.Array, avail: jax.Array
     action (among the available ones) and the target network value it; otherwise the target's own max."""
     action = masked_argmax(q_online if double_q else q_target, avail)
     return jnp.take_along_axis(q_target, action[..., None], axis=-1)[..., 0]
-
-
-def td_target(reward: jax.Array, terminated: jax.Array, next_value: jax.Array, gamma: jax.Array) -> jax.Array:
-    """r + gamma * V(next): ``next_value`` is computed on the final observation, so a truncated episode is
-    bootstrapped; a terminated one is not (there is no next state inside the MDP)."""
-    return reward + gamma * (1.0 - terminated.astype(jnp.float32)) * next_value
 
 
 def epsilon_at(hp: QLearningHparams, env_steps: jax.Array, total_timesteps: int) -> jax.Array:
@@ -251,7 +257,7 @@ def replay_memory_bytes(config: QLearningConfig, env: Environment) -> int:
 def make_train(config: QLearningConfig, env: Environment) -> Trainer:
     """Build the training functions of IQL/VDN/QMIX for ``env``; checks the config first."""
     validate(config, env)
-    # Fixed teams act inside the env (jmarl/opponents.py): every team this env shows learns.
+    # Fixed teams act inside the env (jmarl/agents/opponents.py): every team this env shows learns.
     env = AutoReset(EpisodeStats(with_fixed_teams(env, config.fixed_teams, config.fixed_policy)))
     teams = env.teams
     learners = list(teams)
@@ -267,8 +273,7 @@ def make_train(config: QLearningConfig, env: Environment) -> Trainer:
         min_length_time_axis=config.sample_sequence_length, max_length_time_axis=config.buffer_time)
 
     def flat(team: str, obs: jax.Array) -> jax.Array:
-        """f32[..., N, *obs_shape] -> f32[..., N, O]."""
-        return obs.reshape(obs.shape[:obs.ndim - len(teams[team].obs_shape)] + (-1,))
+        return flatten_obs(obs, teams[team].obs_shape)
 
     def agent_input(team: str, obs: jax.Array) -> jax.Array:
         """Network input f32[..., N, D]: the flat observation, plus a one-hot agent id."""
@@ -583,3 +588,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "probe_two_step": dict(_PROBE, num_steps=2, sample_sequence_length=2, sample_period=2, buffer_size=16 * 64,
                            total_timesteps=16 * 2 * 320),
 }
+
+
+if __name__ == "__main__":  # `python qlearning.py --env mpe_spread KEY=VALUE ...` is `jmarl train qlearning.py ...`
+    from jmarl.tools.cli import main_for_file
+
+    raise SystemExit(main_for_file(__file__))

@@ -34,7 +34,8 @@ from bench_envs import load, machine  # scripts/ is on sys.path when run as a sc
 
 SECTION = "## SMAX throughput"
 LEARNING_SECTION = "## Recurrent PPO on SMAX (win rate)"
-DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "benchmarks.md"
 STEP_BUDGET = {1: 2000, 64: 30_000, 1024: 150_000, 8192: 400_000}  # env steps per timed call
 
 
@@ -113,9 +114,9 @@ def learning_section() -> str:
     """The win-rate table of recurrent IPPO/MAPPO on SMAX, from the rows `jmarl reproduce jmarl_smax` wrote
     to docs/results.jsonl (this trains nothing)."""
     from jmarl.train.algorithms import resolve
-    from jmarl.tools.reproduce import RESULTS_JSONL, read_rows, render_comparison
+    from jmarl.tools.reproduce import read_rows, render_comparison
 
-    rows = [r for r in read_rows(RESULTS_JSONL) if r["env"] == "smax"]
+    rows = [r for r in read_rows(ROOT / "docs" / "results.jsonl") if r["env"] == "smax"]
     ippo, mappo = ({**d["config"], **d["hparams"]} for d in (resolve(a, "smax").to_dict() for a in ("ippo", "mappo")))
     text = lambda v: f"{v:g}" if isinstance(v, float) else str(v)
 

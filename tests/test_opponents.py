@@ -12,6 +12,7 @@ import jmarl
 from jmarl.train.algorithms import resolve
 from jmarl.algos import ppo, qlearning
 from jmarl.envs.mpe.core import World, action_force, steer
+from jmarl.agents.opponents import Opponent, policy_opponent, random_opponent, with_fixed_teams
 from jmarl.agents.rollout import random_actions
 from jmarl.train.run import Population, train
 
@@ -143,6 +144,59 @@ def test_config_errors_before_compiling(tmp_path):
         qlearning.make_train(qlearning.QLearningConfig(fixed_teams=("adversaries", "prey")), tag)
     with pytest.raises(jmarl.ConfigError, match="not valid"):  # a directory that is not a run
         ppo.make_train(ppo.PPOConfig(fixed_teams=("prey",), fixed_policy=str(tmp_path)), tag)
+
+
+def test_a_users_opponent_plugs_in():
+    """``with_fixed_teams`` takes an Opponent (or {team: Opponent or name}) besides the names: a policy of the
+    user's own plays the team, with its own recurrent state reset with each episode."""
+    tag = jmarl.make("mpe_tag")
+    up = policy_opponent("prey", lambda key, obs, avail: jnp.full(obs.shape[0], 4, jnp.int32))  # always "up"
+
+    def count_act(key, env_state, ts, hidden, starts):  # a recurrent opponent: steps since the episode began
+        return hidden + 1, jnp.full((1,), hidden % 5, jnp.int32)
+
+    counting = Opponent(lambda: jnp.zeros((), jnp.int32), count_act)
+    for spec, expected in [(up, np.full(60, 4)), ({"prey": counting}, np.arange(60) % 25 % 5)]:
+        env = jmarl.AutoReset(jmarl.EpisodeStats(with_fixed_teams(tag, ["prey"], spec)))
+        assert list(env.teams) == ["adversaries"]
+        fixed, _, _ = rollout_fixed(env, lambda k, s: 0, jax.random.PRNGKey(0), num_envs=2)
+        np.testing.assert_array_equal(fixed["prey"][:, :, 0], np.stack([expected] * 2, 1))  # across auto-resets
+
+    with pytest.raises(jmarl.ConfigError, match=r"dict has teams \['adversaries'\].*fixed teams are \['prey'\]"):
+        with_fixed_teams(tag, ["prey"], {"adversaries": up})
+    with pytest.raises(jmarl.ConfigError, match="must be a policy name .* got function"):
+        with_fixed_teams(tag, ["prey"], lambda key, obs, avail: obs)
+    with pytest.raises(jmarl.ConfigError, match=r"an opponent \(Opponent\) needs fixed_teams"):
+        with_fixed_teams(tag, [], up)
+
+
+def test_random_actions_have_one_home():
+    """Masked uniform actions are ``Space.sample(key, shape, avail)``; ``Environment.sample_actions``,
+    ``random_actions`` and the random opponent call it, and keep the random stream they always drew
+    (Gumbel-max over 0 / -inf logits)."""
+    space, key = jmarl.Discrete(6), jax.random.PRNGKey(7)
+    avail = jax.random.bernoulli(jax.random.PRNGKey(1), 0.5, (4000, 3, 6)).at[..., 5].set(True)  # [B, N, A]
+    drawn = np.asarray(space.sample(key, (4000, 3), avail))
+    np.testing.assert_array_equal(drawn, jax.random.categorical(key, jnp.where(avail, 0.0, -jnp.inf)))
+    np.testing.assert_array_equal(drawn, random_actions(space, key, avail))
+    assert np.take_along_axis(np.asarray(avail), drawn[..., None], -1).all()  # only available actions ...
+    mask = np.asarray(avail)
+    expected = (mask / mask.sum(-1, keepdims=True)).reshape(-1, 6).sum(0)  # ... uniform among them
+    np.testing.assert_allclose(np.bincount(drawn.ravel(), minlength=6), expected, rtol=0.1)  # ~5 sigma
+    with pytest.raises(ValueError, match=r"avail has shape \(4000, 3, 6\), expected \(3, 6\)"):
+        space.sample(key, (3,), avail)
+
+    tag = jmarl.make("mpe_tag")  # every action available ([N, 5] masks all True)
+    ts, state = tag.reset(key)
+    keys = jax.random.split(key, 2)
+    sampled = tag.sample_actions(key, ts.avail_actions)
+    for k, (t, team) in zip(keys, tag.teams.items()):
+        np.testing.assert_array_equal(sampled[t], team.action_space.sample(k, (team.num_agents,), ts.avail_actions[t]))
+    _, prey = random_opponent(tag, "prey").act(key, state, ts, (), jnp.ones((), bool))
+    batch_of_one = random_actions(tag.teams["prey"].action_space, key, ts.avail_actions["prey"][None])[0]
+    np.testing.assert_array_equal(prey, batch_of_one)
+    box = jmarl.Box(-1.0, 1.0, (5,))  # a box has nothing to mask: avail [B, N, 1] is accepted and ignored
+    np.testing.assert_array_equal(random_actions(box, key, jnp.ones((2, 3, 1), bool)), box.sample(key, (2, 3)))
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -1,11 +1,14 @@
 """Rendering: one frame per step plus the reset frame, episodes cut at their done step, pictures that
-change as the episode moves, GIF output, a clear error for MP4 without ffmpeg, and ``jmarl render``."""
+change as the episode moves, GIF output, a clear error for MP4 without ffmpeg, and ``jmarl render``; an
+environment of the user's own draws itself (``render_scene``) without any edit to jmarl."""
 import imageio.v3 as iio
 import jax
 import numpy as np
 import pytest
+from tiny_env import Counter
 
 import jmarl
+from jmarl.core.scene import Scene, team_colors
 from jmarl.tools import render
 from jmarl.tools.cli import main as cli_main
 
@@ -74,8 +77,50 @@ def test_output_formats_and_unsupported_envs(tmp_path):
     except ImportError:
         with pytest.raises(ValueError, match="imageio-ffmpeg"):
             render.check_video_path(tmp_path / "episode.mp4")
-    with pytest.raises(ValueError, match="MPE and SMAX"):
-        render.scene(jmarl.make("probe_matrix"), render.Episode(states=None, rewards={}))
+    probe = jmarl.EpisodeStats(jmarl.make("probe_matrix"))
+    with pytest.raises(ValueError, match=r"probe_matrix \(MatrixGame\) cannot be drawn: it has no render_scene"):
+        render.render_episodes(probe, jax.random.PRNGKey(0))  # before anything compiles
+    with pytest.raises(ImportError, match="render_scene"):  # the old home of the scenes says where they went
+        from jmarl.tools.render import mpe_scene  # noqa: F401
+
+
+class DrawnCounter(Counter):
+    """The tests' tiny env (tiny_env.py) plus a scene of its own, as a user would write it: one marker at
+    (total, step) with a trail, and a dot per runner. ``seen`` records what the renderer handed over."""
+
+    seen: list = []
+
+    def render_scene(self, states):
+        self.seen.append(states)
+        frames = len(states.step)  # F
+        walker = np.stack([states.total, states.step.astype(np.float32)], -1)[:, None]  # f32[F, 1, 2]
+        runners = np.broadcast_to(np.array([[[-1.0, 0.0], [-2.0, 0.0]]], np.float32), (frames, 2, 2))
+        colors = team_colors(["pilot", "runners"])
+        pos = np.concatenate([walker, runners], 1)  # f32[F, 3, 2]
+        top = 2.5 * float(np.abs(pos).max())  # everything in the middle of the board, where _changed looks
+        return Scene(pos=pos, radius=[0.4, 0.2, 0.2],
+                     color=[colors["pilot"]] + [colors["runners"]] * 2, marker=["s", "o", "o"],
+                     trail=[True, False, False], extent=(-top, top, -top, top),
+                     legend={"pilot": (colors["pilot"], "s"), "runners": (colors["runners"], "o")})
+
+
+def test_a_new_env_draws_its_own_scene(tmp_path):
+    env = jmarl.EpisodeStats(DrawnCounter(Counter.Config(max_steps=6)))  # wrapped: its states are looked through
+    frames = render.render_episodes(env, jax.random.PRNGKey(1), episodes=5, size=SIZE)
+    lengths = [len(s.step) for s in DrawnCounter.seen]
+    assert all(type(s).__name__ == "CounterState" for s in DrawnCounter.seen)  # the env's own states, not wrappers'
+    assert len(frames) == sum(lengths) and len(set(lengths)) > 1  # episodes cut at done (runner action 2 ends one)
+    first = frames[:lengths[0]]
+    assert all(_changed(a, b) > 0.001 for a, b in zip(first[:-1], first[1:]))  # the walker moves up every step
+    assert len(iio.imread(render.save_video(frames, tmp_path / "counter.gif"), index=None)) == len(frames)
+
+    # The scene is checked where it is made, and against the episode it draws.
+    with pytest.raises(ValueError, match=r"Scene.color must have shape \(3,\)"):
+        Scene(pos=np.zeros((5, 3, 2)), radius=0.1, color=["k"], extent=(-1, 1, -1, 1))
+    episode = render.rollout(env, jax.random.PRNGKey(0))[0]
+    short = render.Episode(episode.states, {t: r[:-1] for t, r in episode.rewards.items()})
+    with pytest.raises(ValueError, match="render_scene returned .* frames for an episode of"):
+        render.scene(env, short)
 
 
 def test_cli_render_trained_run(tmp_path, capsys):

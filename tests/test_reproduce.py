@@ -1,6 +1,7 @@
 """`jmarl reproduce`: the smoke preset end to end (row fields, markdown regeneration), preset listing, and
 errors that come before anything trains (unknown preset, a bad entry anywhere in a preset)."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -65,7 +66,7 @@ def test_markdown_regenerates_from_rows(smoke):
 
 
 def test_scaled_budget_is_recorded():
-    entry = reproduce.PRESETS["smoke"].entries[0]
+    entry = reproduce.REPRODUCTION_PRESETS["smoke"].entries[0]
     assert reproduce.budget(entry, 2048, None) == 2048
     assert reproduce.budget(entry, None, 0.5) == entry.total_timesteps // 2
     with pytest.raises(ConfigError, match="not both"):
@@ -77,14 +78,14 @@ def test_scaled_budget_is_recorded():
 def test_unknown_preset_lists_valid_ones(tmp_path, capsys):
     assert main(["reproduce", "no_such_preset", "--results", str(tmp_path / "r.jsonl")]) == 2
     err = capsys.readouterr().err
-    assert "no_such_preset" in err and all(name in err for name in reproduce.PRESETS)
+    assert "no_such_preset" in err and all(name in err for name in reproduce.REPRODUCTION_PRESETS)
     assert not (tmp_path / "r.jsonl").exists()
 
 
 def test_every_entry_is_validated_before_training(tmp_path, monkeypatch):
-    good = reproduce.PRESETS["smoke"].entries[0]
+    good = reproduce.REPRODUCTION_PRESETS["smoke"].entries[0]
     bad = reproduce.Entry("ippo", "probe_matrix", 5120, good.published, overrides={"num_env": 4})
-    monkeypatch.setitem(reproduce.PRESETS, "broken", reproduce.Preset("broken", "a bad second entry", (good, bad)))
+    monkeypatch.setitem(reproduce.REPRODUCTION_PRESETS, "broken", reproduce.Preset("broken", "a bad second entry", (good, bad)))
     with pytest.raises(ConfigError, match="num_env") as err:
         reproduce.reproduce("broken", out=tmp_path / "runs", results_file=tmp_path / "r.jsonl", quiet=True)
     assert "Did you mean ['num_envs'" in str(err.value)
@@ -92,7 +93,7 @@ def test_every_entry_is_validated_before_training(tmp_path, monkeypatch):
 
 
 def test_shipped_presets_resolve():
-    for preset in reproduce.PRESETS.values():
+    for preset in reproduce.REPRODUCTION_PRESETS.values():
         assert preset.entries
         reproduce.validate(preset.entries, None, None)
 
@@ -100,7 +101,7 @@ def test_shipped_presets_resolve():
 def test_list(capsys):
     assert main(["reproduce", "--list"]) == 0
     out = capsys.readouterr().out
-    for preset in reproduce.PRESETS.values():
+    for preset in reproduce.REPRODUCTION_PRESETS.values():
         assert f"{preset.name}:" in out and all(e.name in out for e in preset.entries)
     assert "ippo_ff_mpe.yaml" in out
 
@@ -112,7 +113,7 @@ def test_budgets_are_written_in_scientific_notation():
 def test_comparison_table_picks_headline_rows():
     """One line per entry of a preset: the full-budget row before newer shrunk or noted ones, 'not run'
     where nothing was run, 'reached' at the shown precision, the curve as means over seeds."""
-    entries = reproduce.PRESETS["jmarl_smax"].entries
+    entries = reproduce.REPRODUCTION_PRESETS["jmarl_smax"].entries
     base = dict(preset="jmarl_smax", algo="mappo", env="smax", env_label="smax 2s3z", metric="win_rate", seeds=2,
                 budget=10_000_000, published={"value": 1.0, "source": "p", "measures": ""}, note="")
     full = dict(base, env_steps=9_994_240, scaled=False, mean=0.995, ci=[0.99, 1.0], per_seed=[0.99, 1.0],
@@ -151,7 +152,7 @@ def test_published_figures_measured_against_another_enemy_rule_say_so():
 def test_rows_trained_before_a_preset_change_are_found():
     """A row records its config; a setting its entry has changed since is reported and cited, a key added
     since (nothing recorded to compare) is not, and a current row beats a newer stale one as headline."""
-    entry = next(e for e in reproduce.PRESETS["jmarl_smax"].entries if e.name == "ippo/smax_2s3z")
+    entry = next(e for e in reproduce.REPRODUCTION_PRESETS["jmarl_smax"].entries if e.name == "ippo/smax_2s3z")
     config = json.loads(json.dumps(entry.resolved(entry.total_timesteps).to_dict()))
     row = dict(preset="jmarl_smax", algo="ippo", env="smax", env_label="smax 2s3z", metric="win_rate", seeds=2,
                budget=entry.total_timesteps, env_steps=9_994_240, scaled=False, mean=0.9, ci=[0.8, 1.0],
@@ -204,3 +205,13 @@ def test_resume_continues_a_killed_preset(tmp_path, monkeypatch):
     assert [(r["run_dir"], r["date"]) for r in reproduce.read_rows(results)] == [(row["run_dir"], row["date"])]
     with pytest.raises(ConfigError, match="--out"):
         reproduce.reproduce("smoke", seeds=1, results_file=results, quiet=True, resume=True)
+
+
+def test_committed_results_table_is_current():
+    """docs/results.md is exactly what the rows give with today's presets. A row is cited with its old value
+    when a preset key changes under it (settings_changed), so changing a preset without redrawing the tables
+    (`python -c "from jmarl.tools.reproduce import write_markdown; write_markdown('docs/results.jsonl')"`)
+    fails here: no headline silently keeps a number trained at other settings."""
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    rows = reproduce.read_rows(docs / "results.jsonl")
+    assert (docs / "results.md").read_text() == reproduce.render_markdown(rows)

@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jmarl
-from jmarl.envs.smax import SCENARIOS, SMAX, PolicyEnemy, Scenario, SMAXState, random_policy, register_scenario, team
+from jmarl.agents.opponents import policy_opponent, with_fixed_teams
+from jmarl.envs.smax import SCENARIOS, SMAX, Scenario, SMAXState, register_scenario, team
 from jmarl.envs.smax.heuristic import NUM_MOVES, STOP
 from jmarl.envs.smax.units import TABLE, UNIT_TYPES
 
@@ -24,7 +25,8 @@ jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_lev
 
 
 def random_actions(key, avail):
-    return jax.random.categorical(key, jnp.where(avail, 0.0, -jnp.inf)).astype(jnp.int32)
+    """i32[...]: uniform over the available actions, avail bool[..., A] (the one home: Discrete.sample)."""
+    return jmarl.Discrete(avail.shape[-1]).sample(key, avail.shape[:-1], avail)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -322,20 +324,74 @@ def test_heuristic_advance_modes():
         jmarl.make("smax", advance="random")
 
 
-def test_policy_enemy():
+def test_enemies_are_opponents_like_any_other():
+    """A fixed enemy other than the built-in heuristic is an opponent of jmarl.agents.opponents on the
+    two-team env: a user's Opponent, or "random" (uniform over the enemies' available actions)."""
     base = jmarl.make("smax", scenario="3m", enemy="learning")
-    stop = lambda obs, avail, key: jnp.full(obs.shape[0], STOP, jnp.int32)  # noqa: E731
-    env = PolicyEnemy(base, stop)
-    assert list(env.teams) == ["allies"]
-    ts, state = jit(env.reset)(jax.random.key(0))
-    assert set(ts.obs) == {"allies"} and state.enemy_obs.shape == (3, 65)
-    step = jit(env.step)
-    for k in jax.random.split(jax.random.key(1), 3):
-        ts, state = step(k, state, {"allies": random_actions(k, ts.avail_actions["allies"])})
-    assert (state.env_state.last_action[3:] == STOP).all()
-    assert list(PolicyEnemy(base, random_policy).teams) == ["allies"]
-    with pytest.raises(ValueError, match="enemy='learning'"):
-        PolicyEnemy(jmarl.make("smax"), stop)
+    stop = policy_opponent("enemies", lambda key, obs, avail: jnp.full(obs.shape[0], STOP, jnp.int32))
+
+    def play(env, key):  # 12 steps of random allies: the enemies' actions and the availability they saw
+        ts, state = env.reset(key)
+
+        def step(carry, k):
+            ts, state = carry
+            seen = state.timestep.avail_actions["enemies"]  # bool[3, 8] what the enemies acted on
+            ts, state = env.step(k, state, {"allies": random_actions(k, ts.avail_actions["allies"])})
+            return (ts, state), (ts.info["fixed_actions"]["enemies"], seen)
+
+        return jax.lax.scan(step, (ts, state), jax.random.split(key, 12))[1]
+
+    for spec in (stop, {"enemies": "random"}):
+        env = with_fixed_teams(base, ["enemies"], spec)
+        assert list(env.teams) == ["allies"]
+        actions, seen = jit(jax.vmap(lambda k: play(env, k)))(jax.random.split(jax.random.key(0), 4))
+        if spec is stop:
+            assert (actions == STOP).all()
+        else:
+            assert np.take_along_axis(np.asarray(seen), np.asarray(actions)[..., None], -1).all()  # available only
+            assert len(np.unique(actions)) > 3  # and not a constant: moves and stop at least
+    with pytest.raises(ImportError, match=r"with_fixed_teams\(jmarl.make\('smax', enemy='learning'\)"):
+        from jmarl.envs.smax import PolicyEnemy  # noqa: F401  the old wrapper says where it went
+    with pytest.raises(ImportError, match="'random'"):
+        from jmarl.envs.smax.env import random_policy  # noqa: F401
+
+
+def test_builtin_heuristic_equals_the_heuristic_opponent():
+    """``enemy="heuristic"`` (the fast path of the published results) plays exactly what the heuristic
+    opponent plays on ``enemy="learning"``: the same ally observations, rewards and enemy actions, step by
+    step, over whole episodes. With the default target_mode="closest" and advance="closest" the heuristic
+    draws nothing; the env's only randomness is the cooldown noise, drawn from the key its step gets. The
+    fixed-team wrapper splits its step key (env key first, then one per opponent), so the built-in env is
+    handed that same env key: given the wrapper's raw key instead, cooldowns (and so observations) differ
+    from the first attack on."""
+    plain = jmarl.make("smax", scenario="3m")
+    fixed = with_fixed_teams(jmarl.make("smax", scenario="3m", enemy="learning"), ["enemies"], "heuristic")
+    assert (plain.config.target_mode, plain.config.advance) == ("closest", "closest")
+
+    def episode(key):
+        k_reset, k_run = jax.random.split(key)
+        (ts_p, s_p), (ts_f, s_f) = plain.reset(k_reset), fixed.reset(k_reset)
+
+        def step(carry, k):
+            ts_p, s_p, ts_f, s_f = carry
+            k_act, k_step = jax.random.split(k)
+            allies = {"allies": random_actions(k_act, ts_p.avail_actions["allies"])}
+            ts_p, s_p = plain.step(jax.random.split(k_step)[0], s_p, allies)  # the wrapper's env key
+            ts_f, s_f = fixed.step(k_step, s_f, allies)
+            out = (ts_p.obs["allies"], ts_f.obs["allies"], ts_p.reward["allies"], ts_f.reward["allies"],
+                   s_p.last_action[3:], ts_f.info["fixed_actions"]["enemies"], ts_p.done, ts_f.done)
+            return (ts_p, s_p, ts_f, s_f), out
+
+        return jax.lax.scan(step, (ts_p, s_p, ts_f, s_f), jax.random.split(k_run, plain.max_steps))[1]
+
+    obs_p, obs_f, rew_p, rew_f, enemy_p, enemy_f, done_p, done_f = jit(jax.vmap(episode))(
+        jax.random.split(jax.random.key(0), 4))
+    np.testing.assert_array_equal(obs_p, obs_f)
+    np.testing.assert_array_equal(rew_p, rew_f)
+    np.testing.assert_array_equal(done_p, done_f)
+    np.testing.assert_array_equal(enemy_p, enemy_f)  # (a dead enemy's action is STOP on both sides)
+    assert done_p.any(1).all() and (np.asarray(rew_p) > 0).any()  # whole battles, with damage dealt
+    assert (np.asarray(enemy_p) >= NUM_MOVES).any()  # the enemies attacked: the cooldown noise mattered
 
 
 def test_autoreset_keeps_final_observation():

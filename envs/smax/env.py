@@ -44,7 +44,7 @@ order (not reversed); observations put own features first, add distance, and car
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -52,12 +52,13 @@ import numpy as np
 from flax import struct
 
 from jmarl.core.env import Environment, Team, TimeStep
+from jmarl.core.scene import Scene
 from jmarl.envs.smax.heuristic import EAST, NORTH, NUM_MOVES, SOUTH, STOP, WEST, heuristic_actions
 from jmarl.envs.smax.scenarios import (NUM_DRAWS, NUM_SCALAR_DRAWS, fixed_positions, get_scenario, smacv2_positions,
                                        smacv2_types)
+from jmarl.envs.smax.scene import smax_scene
 from jmarl.envs.smax.units import NUM_UNIT_TYPES, unit_stats
 from jmarl.core.spaces import Discrete
-from jmarl.core.wrappers import Wrapper
 
 F_OWN = 4 + NUM_UNIT_TYPES
 F_UNIT = 5 + NUM_UNIT_TYPES
@@ -91,7 +92,12 @@ def drop_diagonal(x: jax.Array) -> jax.Array:
 
 
 class SMAX(Environment[SMAXState]):
-    """SMAX battles; teams "allies" (and "enemies" when ``enemy="learning"``). See the module doc."""
+    """SMAX battles; teams "allies" (and "enemies" when ``enemy="learning"``). See the module doc.
+
+    ``enemy="heuristic"`` plays the scripted enemy inside the step (no wrapper, no second team's
+    observations: the fast path). For any other fixed enemy, make ``enemy="learning"`` and hold the
+    "enemies" team to an opponent: ``jmarl.agents.opponents.with_fixed_teams(env, ["enemies"], spec)``.
+    """
 
     @dataclass(frozen=True)
     class Config:
@@ -321,53 +327,30 @@ class SMAX(Environment[SMAXState]):
                                  state.last_action[me], mode or self.config.target_mode, self.config.advance,
                                  stats.sight_range[me])
 
-
-# ----------------------------------------------------------------------------------------------------
-# A fixed-policy opponent
-# ----------------------------------------------------------------------------------------------------
-@struct.dataclass
-class PolicyEnemyState:
-    env_state: Any
-    enemy_obs: jax.Array  # f32[M, O]: what the enemies saw last
-    enemy_avail: jax.Array  # bool[M, 5 + N]
+    # ------------------------------------------------------------------------------------------------
+    # Rendering
+    # ------------------------------------------------------------------------------------------------
+    def render_scene(self, states: SMAXState) -> Scene:
+        """The render scene of one episode (``states``: leaves [F, ...], numpy); see ``envs/smax/scene.py``."""
+        return smax_scene(self, states)
 
 
-class PolicyEnemy(Wrapper):
-    """Plays the "enemies" team of a two-team env (``enemy="learning"``) with ``policy_fn``; only
-    "allies" remain. ``policy_fn(obs f32[M, O], avail bool[M, A], key) -> i32[M]``.
-
-    To swap the opponent's parameters without recompiling (self-play, curricula), build the wrapper
-    inside your jitted function around a closure over traced parameters:
-    ``PolicyEnemy(env, lambda o, a, k: act(params, o, a, k))``.
-    """
-
-    def __init__(self, env: Environment, policy_fn: Callable[[jax.Array, jax.Array, jax.Array], jax.Array]):
-        if list(env.teams) != ["allies", "enemies"]:
-            raise ValueError(f"PolicyEnemy needs teams ['allies', 'enemies'] (SMAX with enemy='learning'), "
-                             f"got {list(env.teams)}")
-        super().__init__(env)
-        self.policy_fn = policy_fn
-
-    @property
-    def teams(self):
-        return {"allies": self.env.teams["allies"]}
-
-    def _reset(self, key):
-        ts, env_state = self.env.reset(key)
-        return self._allies_only(ts), PolicyEnemyState(env_state, ts.obs["enemies"], ts.avail_actions["enemies"])
-
-    def _step(self, key, state, actions):
-        k_policy, k_env = jax.random.split(key)
-        enemy = self.policy_fn(state.enemy_obs, state.enemy_avail, k_policy).astype(jnp.int32)
-        ts, env_state = self.env.step(k_env, state.env_state, {"allies": actions["allies"], "enemies": enemy})
-        return self._allies_only(ts), PolicyEnemyState(env_state, ts.obs["enemies"], ts.avail_actions["enemies"])
-
-    @staticmethod
-    def _allies_only(ts: TimeStep) -> TimeStep:
-        pick = lambda x: {"allies": x["allies"]}  # noqa: E731
-        return ts.replace(obs=pick(ts.obs), reward=pick(ts.reward), avail_actions=pick(ts.avail_actions))
+# Removed names: the opponent machinery has one home, jmarl.agents.opponents.
+_REMOVED = {
+    "PolicyEnemy": "PolicyEnemy(env, policy_fn) is gone: write with_fixed_teams(jmarl.make('smax', enemy='learning'), "
+                   "['enemies'], opponent) with opponent = jmarl.agents.opponents.policy_opponent('enemies', "
+                   "lambda key, obs, avail: ...) (or 'random', 'heuristic', a run directory, any Opponent)",
+    "PolicyEnemyState": "PolicyEnemyState is gone with PolicyEnemy: the fixed-team wrapper's state is "
+                        "jmarl.agents.opponents.FixedTeamsState",
+    "random_policy": "random_policy is gone: a random opponent is with_fixed_teams(env, ['enemies'], 'random') "
+                     "(jmarl.agents.opponents), and masked uniform actions are Discrete.sample(key, shape, avail) "
+                     "(jmarl.core.spaces)",
+}
 
 
-def random_policy(obs: jax.Array, avail: jax.Array, key: jax.Array) -> jax.Array:
-    """i32[n]: uniform over each unit's available actions (a ``PolicyEnemy`` policy)."""
-    return jax.random.categorical(key, jnp.where(avail, 0.0, -jnp.inf)).astype(jnp.int32)
+def __getattr__(name: str):
+    # ImportError, not AttributeError: ``from ... import PolicyEnemy`` then shows this message, not a bare
+    # "cannot import name".
+    if name in _REMOVED:
+        raise ImportError(_REMOVED[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -90,6 +90,17 @@ class ValueNet(nn.Module):
         return hidden, nn.Dense(1, kernel_init=orthogonal(1.0), bias_init=constant(0.0))(x)[..., 0]
 
 
+def flatten_obs(obs: jax.Array, obs_shape: tuple[int, ...]) -> jax.Array:
+    """f32[..., N, *obs_shape] -> f32[..., N, O]: what an MLP or GRU torso takes."""
+    return obs.reshape(obs.shape[:obs.ndim - len(obs_shape)] + (-1,))
+
+
+def td_target(reward: jax.Array, terminated: jax.Array, next_value: jax.Array, gamma: jax.Array) -> jax.Array:
+    """r + gamma * V(next): ``next_value`` is computed on the final observation, so a truncated episode is
+    bootstrapped; a terminated one is not (there is no next state inside the MDP)."""
+    return reward + gamma * (1.0 - terminated.astype(jnp.float32)) * next_value
+
+
 def with_agent_ids(x: jax.Array) -> jax.Array:
     """Append a one-hot agent id: f32[..., N, D] -> f32[..., N, D + N] (agent i gets e_i)."""
     n = x.shape[-2]

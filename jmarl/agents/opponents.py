@@ -18,6 +18,14 @@ The policy ``spec`` is a static string, so it lives in the frozen config (``fixe
   with that team learning; its parameters are loaded once, at ``make_train`` time, and become constants
   of the compiled program.
 
+In Python, ``spec`` may also be an ``Opponent`` (one fixed team) or a dict {team: spec or Opponent}, so a
+policy of your own plugs in without editing jmarl: an ``Opponent`` is ``init_hidden() -> hidden`` and
+``act(key, env_state, timestep, hidden, starts) -> (hidden, actions [N, ...])``, unbatched (the wrapper is
+vmapped with the env); ``policy_opponent(team, policy)`` makes one from ``policy(key, obs, avail)`` on the
+team's own observations. Its closure may hold traced values (self-play: build the wrapper inside your
+jitted function around the opponent's current parameters), and SMAX's enemies are played the same way:
+``with_fixed_teams(jmarl.make("smax", enemy="learning"), ["enemies"], "random")``.
+
 PPO and Q-learning configs take ``fixed_teams`` (team names) and one ``fixed_policy`` for all of them
 (``jmarl train ippo --env mpe_tag fixed_teams=prey fixed_policy=heuristic``): no env here has more than
 two teams, so at most one is fixed, and a separate string keeps a run directory's path clear of the
@@ -32,9 +40,8 @@ Shape legend: N agents in a team.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -42,7 +49,6 @@ from flax import struct
 
 from jmarl.core.config import ConfigError
 from jmarl.core.env import Environment, TimeStep
-from jmarl.agents.rollout import random_actions
 from jmarl.core.wrappers import Wrapper
 
 FIXED_POLICIES = ("random", "heuristic")  # or the path of a run directory
@@ -60,6 +66,26 @@ class Opponent(NamedTuple):
 # ----------------------------------------------------------------------------------------------------
 # Specs -> policies
 # ----------------------------------------------------------------------------------------------------
+# Named opponents users add (``register_opponent``): name -> factory(env, team) -> Opponent.
+_REGISTERED: dict[str, Callable[[Environment, str], Opponent]] = {}
+# The greedy policy of a saved run: (env, team, run_dir) -> Opponent. Loading a run is the training layer's
+# business (jmarl.train.load sets this), so this module never imports upward.
+_run_opponent: Callable[[Environment, str, str], Opponent] | None = None
+
+
+def register_opponent(name: str, factory: Callable[[Environment, str], Opponent], overwrite: bool = False) -> None:
+    """Make ``fixed_policy=name`` play ``factory(env, team)``, an ``Opponent`` (e.g. a scripted policy of your
+    own); no jmarl table is edited."""
+    if (name in FIXED_POLICIES or name in _REGISTERED) and not overwrite:
+        raise ValueError(f"opponent {name!r} is already registered; pass overwrite=True to replace it")
+    _REGISTERED[name] = factory
+
+
+def set_run_opponent(factory: Callable[[Environment, str, str], Opponent]) -> None:
+    global _run_opponent
+    _run_opponent = factory
+
+
 def make_opponent(env: Environment, team: str, spec: str) -> Opponent:
     """The policy ``spec`` names for ``team`` of ``env``; raises ConfigError (before anything compiles)
     for an unknown spec, an env without a heuristic, or a checkpoint that does not fit."""
@@ -67,17 +93,21 @@ def make_opponent(env: Environment, team: str, spec: str) -> Opponent:
         return random_opponent(env, team)
     if spec == "heuristic":
         return heuristic_opponent(env, team)
+    if spec in _REGISTERED:
+        return _REGISTERED[spec](env, team)
     if (Path(spec) / "config.json").is_file():
-        return checkpoint_opponent(env, team, spec)
-    raise ConfigError(f"fixed_policy={spec!r} is not valid: use one of {list(FIXED_POLICIES)} or the directory "
-                      f"of a saved run (one with a config.json)")
+        if _run_opponent is None:  # set when jmarl.train loads (every algorithm imports its contract)
+            raise ConfigError(f"fixed_policy={spec!r}: loading saved runs needs jmarl.train (import jmarl.train)")
+        return _run_opponent(env, team, spec)
+    raise ConfigError(f"fixed_policy={spec!r} is not valid: use one of {[*FIXED_POLICIES, *_REGISTERED]} or the "
+                      f"directory of a saved run (one with a config.json)")
 
 
 def random_opponent(env: Environment, team: str) -> Opponent:
-    space = env.teams[team].action_space
+    space, n = env.teams[team].action_space, env.teams[team].num_agents
 
-    def act(key, env_state, ts: TimeStep, hidden, starts):
-        return hidden, random_actions(space, key, ts.avail_actions[team][None])[0]  # a batch of one env
+    def act(key, env_state, ts: TimeStep, hidden, starts):  # uniform over the available actions: i32[N]
+        return hidden, space.sample(key, (n,), ts.avail_actions[team])
 
     return Opponent(lambda: (), act)
 
@@ -96,37 +126,14 @@ def heuristic_opponent(env: Environment, team: str) -> Opponent:
     return Opponent(lambda: (), act)
 
 
-def checkpoint_opponent(env: Environment, team: str, run_dir: str) -> Opponent:
-    """Greedy actions of ``team``'s policy in the saved run ``run_dir`` (member 0). The run's config is
-    checked against ``env`` before its checkpoint is read."""
-    # Imported here: jmarl.train.algorithms and jmarl.train.load import the algorithms, which import this module.
-    from jmarl.train.algorithms import ResolvedConfig
-    from jmarl.train.load import load
-    from jmarl.core.registry import make
-
-    resolved = ResolvedConfig.from_dict(json.loads((Path(run_dir) / "config.json").read_text()))
-    saved = make(resolved.env, **resolved.env_kwargs)
-    saved_fixed = getattr(resolved.config, "fixed_teams", ())
-    where = f"fixed_policy={run_dir}"
-    if saved.name != env.name:
-        raise ConfigError(f"{where}: the run was trained on {saved.name}, not {env.name}")
-    if team not in saved.teams or team in saved_fixed:
-        learnt = [t for t in saved.teams if t not in saved_fixed]
-        raise ConfigError(f"{where}: team {team!r} did not learn in that run; its learning teams are {learnt}")
-    mine, theirs = env.teams[team], saved.teams[team]
-    for field in ("num_agents", "obs_shape", "action_space"):
-        if getattr(mine, field) != getattr(theirs, field):
-            raise ConfigError(f"{where}: team {team!r} has {field} {getattr(theirs, field)} in that run but "
-                              f"{getattr(mine, field)} here (that run's env kwargs: {resolved.env_kwargs})")
-    policy = load(run_dir)
+def policy_opponent(team: str, policy: Callable[[jax.Array, jax.Array, jax.Array], jax.Array]) -> Opponent:
+    """A stateless opponent acting on ``team``'s own observations: ``policy(key, obs f32[N, *O],
+    avail bool[N, A]) -> actions [N, ...]`` (e.g. a network's greedy actions under parameters it closes over)."""
 
     def act(key, env_state, ts: TimeStep, hidden, starts):
-        # The loaded policy is batched over envs: act on a batch of one (its hidden state keeps that axis).
-        batch = jax.tree.map(lambda x: x[None], ts)
-        hidden, actions = policy.act(key, batch, hidden, starts[None])
-        return hidden, actions[team][0]
+        return hidden, policy(key, ts.obs[team], ts.avail_actions[team])
 
-    return Opponent(lambda: policy.init_hidden(1), act)
+    return Opponent(lambda: (), act)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -175,17 +182,46 @@ class FixedTeams(Wrapper):
                           info=dict(ts.info, fixed_actions=fixed))
 
 
-def with_fixed_teams(env: Environment, teams: Sequence[str], spec: str = "random") -> Environment:
-    """``env`` with ``teams`` played by the policy ``spec`` names (``env`` itself when there are none).
-    Raises ConfigError, before anything compiles, for unknown teams, every team fixed, or a bad spec."""
+OpponentSpec = Union[str, Opponent]  # a policy name, a run directory, or an Opponent
+
+
+def with_fixed_teams(env: Environment, teams: Sequence[str],
+                     spec: OpponentSpec | Mapping[str, OpponentSpec] = "random") -> Environment:
+    """``env`` with ``teams`` played by ``spec`` (``env`` itself when there are none): a name or run
+    directory for every team, an ``Opponent`` for the one fixed team, or a dict {team: name or Opponent}
+    with exactly ``teams`` as keys. Raises ConfigError, before anything compiles, for unknown teams, every
+    team fixed, or a bad spec."""
+    if isinstance(env, FixedTeams) and set(teams) == set(env.opponents):
+        return env  # already played (jmarl.load builds the env once and hands it to make_train)
     unknown = set(teams) - set(env.teams)
     if unknown:
         raise ConfigError(f"fixed_teams {sorted(unknown)} are not teams of {env.name}: {list(env.teams)}")
     if set(teams) == set(env.teams):
         raise ConfigError(f"every team of {env.name} is fixed; at least one must learn")
     if not teams:
-        if spec != "random":
-            raise ConfigError(f"fixed_policy={spec!r} needs fixed_teams (the teams it plays), e.g. "
-                              f"fixed_teams={list(env.teams)[-1]}")
+        if not (isinstance(spec, str) and spec == "random"):
+            what = f"fixed_policy={spec!r}" if isinstance(spec, str) else f"an opponent ({type(spec).__name__})"
+            raise ConfigError(f"{what} needs fixed_teams (the teams it plays), e.g. fixed_teams={list(env.teams)[-1]}")
         return env
-    return FixedTeams(env, {t: make_opponent(env, t, spec) for t in env.teams if t in teams})
+    specs = _team_specs(env, teams, spec)
+    return FixedTeams(env, {t: s if isinstance(s, Opponent) else make_opponent(env, t, s)
+                            for t, s in specs.items()})
+
+
+def _team_specs(env: Environment, teams: Sequence[str], spec) -> dict[str, OpponentSpec]:
+    """{fixed team: its spec}, in the env's team order; ConfigError for a spec of the wrong kind."""
+    ordered = [t for t in env.teams if t in teams]
+    if isinstance(spec, Mapping):
+        if set(spec) != set(teams):
+            raise ConfigError(f"the opponents dict has teams {sorted(spec)}, but the fixed teams are {sorted(teams)}")
+        specs = {t: spec[t] for t in ordered}
+    elif isinstance(spec, Opponent) and len(ordered) > 1:
+        # An Opponent's actions are one team's: several teams need one each.
+        raise ConfigError(f"one Opponent plays one team; for the fixed teams {ordered} pass a dict {{team: Opponent}}")
+    else:
+        specs = {t: spec for t in ordered}
+    for t, s in specs.items():
+        if not (isinstance(s, str) or (isinstance(s, Opponent) and callable(s.init_hidden) and callable(s.act))):
+            raise ConfigError(f"the opponent of team {t!r} must be a policy name ({list(FIXED_POLICIES)}), a run "
+                              f"directory or a jmarl.agents.opponents.Opponent, got {type(s).__name__}")
+    return specs

@@ -11,20 +11,21 @@ import jax
 import jax.numpy as jnp
 
 from jmarl.core.env import Environment, TimeStep
-from jmarl.core.spaces import Discrete
+from jmarl.core.spaces import Space
 
 
-def random_actions(space, key: jax.Array, avail: jax.Array) -> jax.Array:
-    """Uniform actions over the available ones: avail bool[B, N, A] -> i32[B, N] (or f32[B, N, A] for a Box)."""
-    if isinstance(space, Discrete):
-        return jax.random.categorical(key, jnp.where(avail, 0.0, -1e9)).astype(jnp.int32)
-    return space.sample(key, avail.shape[:2])
+def random_actions(space: Space, key: jax.Array, avail: jax.Array) -> jax.Array:
+    """Uniform actions over the available ones: avail bool[B, N, A] -> i32[B, N] (f32[B, N, *shape] for a Box,
+    whose avail is bool[B, N, 1]). A thin call of ``space.sample``, the one home of random actions."""
+    return space.sample(key, avail.shape[:-1], avail)
 
 
 def episode_info(info: dict) -> dict:
     """The episode statistics of a TimeStep's info (EpisodeStats; ``won`` where the env reports it):
-    {"episode_return": {team: f32[..., N]}, "episode_length": i32[...], "won": bool[...]}."""
-    out = {"episode_return": info["episode_return"], "episode_length": info["episode_length"]}
+    {"episode_return": {team: f32[..., N]}, "episode_length": i32[...], "episode_metrics": {name: f32[...]},
+    "won": bool[...]}."""
+    out = {"episode_return": info["episode_return"], "episode_length": info["episode_length"],
+           "episode_metrics": info.get("episode_metrics", {})}
     if "won" in info:
         out["won"] = info["won"]
     return out
@@ -46,6 +47,7 @@ def episode_metrics(stats: dict) -> dict:
     out["train/episodes"] = done.sum()
     if "won" in stats:
         out["train/win_rate"] = mean(stats["won"].astype(jnp.float32))
+    out.update({f"train/metric/{k}": mean(v) for k, v in stats["episode_metrics"].items()})
     return out
 
 
@@ -59,7 +61,8 @@ def evaluate_episodes(env: Environment, act: ActFn, params, hidden, key: jax.Arr
 
     Returns means over the episodes: ``eval/return`` (sum over every agent of every team),
     ``eval/return/{team}``, ``eval/length``, ``eval/finished`` (fraction done within ``env.max_steps``),
-    ``eval/win_rate`` where the env reports it, and ``eval/episode_returns``
+    ``eval/win_rate`` where the env reports it, ``eval/metric/{name}`` for every episode metric
+    (``info["metrics"]``, see ``EpisodeStats``), and ``eval/episode_returns``
     f32[num_episodes].
     """
     B = num_episodes
@@ -86,7 +89,33 @@ def evaluate_episodes(env: Environment, act: ActFn, params, hidden, key: jax.Arr
     out["eval/finished"] = finished.mean()
     if "won" in first:
         out["eval/win_rate"] = first["won"].mean()
+    out.update({f"eval/metric/{k}": v.mean() for k, v in first["episode_metrics"].items()})
     return out
+
+
+# Bits of ``health/nonfinite``: what of an update went NaN or infinite.
+NONFINITE_LOSS, NONFINITE_PARAMS, NONFINITE_OPTIMISER = 1, 2, 4
+NONFINITE_NAMES = {NONFINITE_LOSS: "loss", NONFINITE_PARAMS: "parameters",
+                   NONFINITE_OPTIMISER: "gradients (optimiser state)"}
+
+
+def _all_finite(tree) -> jax.Array:
+    """bool[]: every floating-point leaf of ``tree`` is finite (True for a tree without any)."""
+    leaves = [jnp.isfinite(x).all() for x in jax.tree.leaves(tree)
+              if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.ones((), bool)
+
+
+def nonfinite_mask(runner, metrics: dict) -> jax.Array:
+    """i32[]: the ``NONFINITE_*`` bits of one update: its losses (``loss/...`` metrics named ``*loss``: diagnostics
+    such as PPO's approx_kl may overflow harmlessly), the runner's ``params`` and its ``opt_state`` (Adam's
+    moments are running sums of the gradients, so a non-finite gradient stays there even where clipping hides
+    it from the parameters). A reduction over the parameters, cheap beside an update."""
+    losses = {k: v for k, v in metrics.items() if k.startswith("loss/") and k.endswith("loss")}
+    mask = jnp.where(_all_finite(losses), 0, NONFINITE_LOSS)
+    mask |= jnp.where(_all_finite(runner.params), 0, NONFINITE_PARAMS)
+    mask |= jnp.where(_all_finite(getattr(runner, "opt_state", ())), 0, NONFINITE_OPTIMISER)
+    return mask.astype(jnp.int32)
 
 
 def chunked_run(init: Callable, update: Callable, evaluate: Callable, config) -> tuple[Callable, Callable]:
@@ -97,10 +126,19 @@ def chunked_run(init: Callable, update: Callable, evaluate: Callable, config) ->
       just updated (not stale ones). Metrics: per-update values f32[U], the evaluation's scalars, and
       ``env_steps``. The host calls this one compiled program once per chunk (logging, checkpoints).
     - ``train(key, hp)``: the whole run in one program; metrics with a leading chunk axis [num_chunks, ...].
+
+    Every update also reports ``health/nonfinite`` i32[U], a bit mask of what went non-finite in it
+    (``NONFINITE_LOSS`` | ``NONFINITE_PARAMS`` | ``NONFINITE_OPTIMISER``; 0: all finite), which the host reads
+    between chunks (``jmarl.train.run``): a diverged member is reported with the first such update, never
+    scored as if its NaN parameters were a policy.
     """
 
+    def checked_update(runner, hp):
+        runner, metrics = update(runner, hp)
+        return runner, {**metrics, "health/nonfinite": nonfinite_mask(runner, metrics)}
+
     def run_chunk(runner, hp):
-        runner, metrics = jax.lax.scan(lambda r, _: update(r, hp), runner, None, config.updates_per_chunk)
+        runner, metrics = jax.lax.scan(lambda r, _: checked_update(r, hp), runner, None, config.updates_per_chunk)
         key, k_eval = jax.random.split(runner.key)
         metrics.update(evaluate(runner.params, k_eval))
         metrics["env_steps"] = runner.update * config.batch_size

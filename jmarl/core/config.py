@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
-from typing import Any, Mapping, TypeVar
+from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 C = TypeVar("C")
 
@@ -22,12 +23,22 @@ def _field_types(cls) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
+def type_name(tp: Any) -> str:
+    """A field type as a user reads it: ``int``, ``Literal['tanh', 'relu']``, ``tuple[str, ...]``."""
+    return tp.__name__ if isinstance(tp, type) else str(tp).replace("typing.", "")
+
+
+def field_types(cls) -> dict[str, Any]:
+    """{field: type} of dataclass ``cls``, string annotations resolved."""
+    return _field_types(cls)
+
+
 def describe_fields(cls) -> str:
     """One line per field: ``name: type = default``."""
     lines = []
     for f in dataclasses.fields(cls):
         tp = _field_types(cls)[f.name]
-        name = tp.__name__ if isinstance(tp, type) else str(tp).replace("typing.", "")
+        name = type_name(tp)
         default = f.default if f.default is not dataclasses.MISSING else "(required)"
         lines.append(f"  {f.name}: {name} = {default!r}")
     return "\n".join(lines)
@@ -110,10 +121,109 @@ def build(cls: type[C], overrides: Mapping[str, Any] | None = None, what: str | 
     return cls(**clean)
 
 
+def suggest(key: str, valid: Iterable[str]) -> str:
+    """`` Did you mean ['lr']?`` for a mistyped ``key`` (empty when nothing is close)."""
+    close = difflib.get_close_matches(key, list(valid), n=3)
+    return f" Did you mean {close}?" if close else ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Interval:
+    """A range of valid values, e.g. ``Interval.parse("(0, 1]")``; NaN is in no interval, and an infinite
+    value only in one whose bound is ``inf`` and closed (which none of jmarl's ranges are)."""
+
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = False
+
+    @classmethod
+    def parse(cls, spec: str) -> "Interval":
+        """``"(0, inf)"``, ``"[0, 1]"``, ``"(0, 1]"``: brackets include the bound, parentheses exclude it."""
+        lo, hi = (float(x) for x in spec.strip()[1:-1].split(","))
+        return cls(lo, hi, spec.strip()[0] == "(", spec.strip()[-1] == ")")
+
+    def __contains__(self, x: float) -> bool:
+        x = float(x)
+        if math.isnan(x):
+            return False
+        above = x > self.low if self.low_open else x >= self.low
+        below = x < self.high if self.high_open else x <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        fmt = lambda v: "inf" if v == math.inf else "-inf" if v == -math.inf else f"{v:g}"  # noqa: E731
+        return f"{'(' if self.low_open else '['}{fmt(self.low)}, {fmt(self.high)}{')' if self.high_open else ']'}"
+
+
+def check_ranges(values: Any, ranges: Mapping[str, str], what: str) -> None:
+    """Raise ConfigError naming the first field of ``values`` (a dataclass of floats, e.g. hyperparameters)
+    outside its range in ``ranges`` ({field: "(0, inf)"}), with the range; NaN and inf are never in range."""
+    for key, spec in ranges.items():
+        value = getattr(values, key)
+        try:
+            value = float(value)
+        except TypeError:  # a traced or batched value: checked where it is concrete
+            continue
+        interval = Interval.parse(spec)
+        if value not in interval:
+            raise ConfigError(f"{what}: {key}={value:g} is out of range; valid: {key} in {interval}")
+
+
+def check_positive(config: Any, keys: Iterable[str], what: str) -> None:
+    """Raise ConfigError for the first size among ``keys`` of ``config`` that is below 1, saying the valid range."""
+    for key in keys:
+        value = getattr(config, key)
+        if value < 1:
+            raise ConfigError(f"{what}: {key}={value} must be at least 1 (sizes are positive integers: valid {key} >= 1)")
+
+
+def construct(factory: Callable[[Any], Any], config: Any, what: str) -> Any:
+    """``factory(config)``, with a ValueError it raises about the config turned into a ConfigError that names
+    the field(s) at fault: each field set away from its default is tried alone on the defaults, and those that
+    fail alone are named (else the set fields together). E.g. ``environment 'mpe_spread': num_agents=0 is not
+    valid (...)`` instead of the whole config."""
+    try:
+        return factory(config)
+    except ConfigError:
+        raise
+    except ValueError as e:
+        try:
+            defaults = type(config)()
+        except TypeError:  # required fields: no defaults to compare with
+            raise ConfigError(f"{what}: {e}") from None
+        changed = [f.name for f in dataclasses.fields(config) if getattr(config, f.name) != getattr(defaults, f.name)]
+        culprits = []
+        for name in changed:
+            try:
+                factory(dataclasses.replace(defaults, **{name: getattr(config, name)}))
+            except ValueError:
+                culprits.append(name)
+            except Exception:  # noqa: BLE001  a field that fails differently alone is still at fault
+                culprits.append(name)
+        named = culprits or changed
+        values = ", ".join(f"{k}={getattr(config, k)!r}" for k in named)
+        verb = "is" if len(named) == 1 else "are"
+        together = "" if culprits or len(named) < 2 else " together"
+        raise ConfigError(f"{what}: {values} {verb} not valid{together} ({e})" if named else f"{what}: {e}") from None
+
+
 class ChunkedSchedule:
     """How a run's budget becomes updates and chunks; mixed into the algorithms' static configs, which
     define ``num_envs``, ``num_steps``, ``total_timesteps`` and ``num_evals``. The run is ``num_chunks``
     calls of one compiled chunk of ``updates_per_chunk`` updates, each followed by an evaluation."""
+
+    #: Sizes every schedule needs at least 1 of; ``check_schedule`` checks them (before the properties
+    #: below divide by them).
+    SCHEDULE_SIZES = ("num_envs", "num_steps", "total_timesteps", "num_evals", "eval_episodes")
+
+    def check_schedule(self, what: str = "config") -> None:
+        """Raise ConfigError for a size below 1 or a budget smaller than one update's batch."""
+        check_positive(self, [k for k in self.SCHEDULE_SIZES if hasattr(self, k)], what)
+        if self.total_timesteps < self.batch_size:
+            raise ConfigError(f"{what}: total_timesteps={self.total_timesteps} is less than one update's batch "
+                              f"(num_envs x num_steps = {self.batch_size}); valid: total_timesteps >= "
+                              f"{self.batch_size}")
 
     @property
     def batch_size(self) -> int:

@@ -23,9 +23,19 @@ class Discrete:
     def dtype(self):
         return jnp.int32
 
-    def sample(self, key: jax.Array, shape: tuple[int, ...] = ()) -> jax.Array:
-        """i32[*shape] uniform over the ``n`` actions."""
-        return jax.random.randint(key, shape, 0, self.n, dtype=jnp.int32)
+    def sample(self, key: jax.Array, shape: tuple[int, ...] = (), avail: jax.Array | None = None) -> jax.Array:
+        """i32[*shape] uniform over the ``n`` actions, or, given ``avail`` bool[*shape, n], uniform over the
+        available ones (an entry with none available gets action 0).
+
+        This is the one home of masked uniform random actions: ``Environment.sample_actions``,
+        ``jmarl.agents.rollout.random_actions`` and the random opponent all call it."""
+        if avail is None:
+            return jax.random.randint(key, shape, 0, self.n, dtype=jnp.int32)
+        if tuple(avail.shape) != tuple(shape) + (self.n,):
+            raise ValueError(f"{self}.sample: avail has shape {tuple(avail.shape)}, expected "
+                             f"{tuple(shape) + (self.n,)} (shape + (n,))")
+        # Gumbel-max over logits 0 (available) and -inf (not): uniform over the available actions.
+        return jax.random.categorical(key, jnp.where(avail, 0.0, -jnp.inf)).astype(jnp.int32)
 
     def contains(self, x) -> bool:
         x = np.asarray(x)
@@ -44,9 +54,10 @@ class Box:
     def dtype(self):
         return jnp.float32
 
-    def sample(self, key: jax.Array, shape: tuple[int, ...] = ()) -> jax.Array:
-        """f32[*shape, *self.shape] uniform in the box."""
-        return jax.random.uniform(key, shape + self.shape, jnp.float32, self.low, self.high)
+    def sample(self, key: jax.Array, shape: tuple[int, ...] = (), avail: jax.Array | None = None) -> jax.Array:
+        """f32[*shape, *self.shape] uniform in the box. ``avail`` (bool[*shape, 1] in a TimeStep) is accepted
+        for symmetry with ``Discrete.sample`` and ignored: every point of a box is available."""
+        return jax.random.uniform(key, tuple(shape) + self.shape, jnp.float32, self.low, self.high)
 
     def contains(self, x) -> bool:
         x = np.asarray(x)

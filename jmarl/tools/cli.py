@@ -2,11 +2,14 @@
 
   jmarl train ippo --env mpe_spread [KEY=VALUE ...]            one run (or --seeds N in one program)
   jmarl train ippo --resume runs/ippo_mpe_spread_...            continue a run from its last checkpoint
+  jmarl train my_ppo.py --env mpe_spread                       an algorithm file (copied and edited)
   jmarl sweep ippo --env mpe_spread --seeds 4 lr=1e-3,3e-3 ent_coef=0,0.01
   jmarl sweep ippo --env mpe_spread --samples 16 lr=log:1e-4:1e-2   random search
   jmarl reproduce jmarl_mpe --seeds 4                          a preset of published settings (--list)
   jmarl render RUN_DIR --out episode.gif                       draw episodes of a trained run (or --random)
+  jmarl compare RUN_A RUN_B ...                                one table (mean, IQM, CIs, P(X > Y)) and curves
   jmarl list                                                   environments and algorithms
+  python my_ppo.py --env mpe_spread [KEY=VALUE ...]            an algorithm file runs itself
 
 KEY=VALUE sets static config (num_envs=...), traced hyperparameters (lr=...) or environment keys
 (env.num_agents=...). Unknown or ill-typed keys fail before anything compiles, listing what is valid.
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -23,7 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
-from jmarl.core.config import ConfigError, build
+from jmarl.core.config import ConfigError, Interval, build, suggest
 
 
 def _parse_overrides(tokens: Sequence[str]) -> dict[str, str]:
@@ -37,23 +41,51 @@ def _parse_overrides(tokens: Sequence[str]) -> dict[str, str]:
 
 
 def _sweep_axes(module, overrides: dict[str, str], samples: int, seed: int):
-    """Split overrides into fixed ones and swept hyperparameters; return (fixed, list of hparam dicts)."""
-    hparam_keys = {f.name for f in __import__("dataclasses").fields(module.Hparams)}
+    """Split overrides into fixed ones, swept hyperparameters and swept static settings; return (fixed, list of
+    hparam dicts, list of static dicts).
+
+    A swept hyperparameter is a grid ``lr=1e-3,3e-3`` or a random range ``lr=log:1e-4:1e-2`` /
+    ``uniform:LOW:HIGH`` drawn ``samples`` times; all of them train in one program. A swept static setting or
+    env key (``hidden_dim=64,128``, ``env.num_agents=3,5``; a grid only) changes shapes: every combination is a
+    program of its own, trained one after another (``_static_sweep``). A tuple-valued key (``fixed_teams=a,b``)
+    takes its commas as the tuple. Raises ConfigError naming the key: an unknown key (with close matches), a
+    random range on a static key, a malformed or empty range, ``--samples`` without a range or a range without
+    ``--samples``.
+    """
+    import dataclasses
+    import typing
+
+    hparam_keys = [f.name for f in dataclasses.fields(module.Hparams)]
+    static_keys = [f.name for f in dataclasses.fields(module.Config)]
+    hints = typing.get_type_hints(module.Config)
+    tuple_keys = {k for k in static_keys if typing.get_origin(hints[k]) in (tuple, list)}
+    statics: dict[str, list[str]] = {}
+    if samples < 0:
+        raise ConfigError(f"--samples {samples}: give a number of random draws >= 1 (or leave it out for a grid)")
     fixed, grid, randoms = {}, {}, {}
     for key, value in overrides.items():
-        swept = "," in value or value.startswith(("log:", "uniform:"))
+        swept = ("," in value and key not in tuple_keys) or value.startswith(("log:", "uniform:"))
+        if not key.startswith("env.") and key not in hparam_keys and key not in static_keys:
+            raise ConfigError(f"unknown key {key!r}.{suggest(key, hparam_keys + static_keys)} Hyperparameters "
+                              f"(sweepable): {hparam_keys}; static keys: {static_keys}")
         if not swept:
             fixed[key] = value
         elif key not in hparam_keys:
-            raise ConfigError(f"{key} cannot be swept in one program: only traced hyperparameters can "
-                              f"({sorted(hparam_keys)}); static keys fix shapes, so run them separately")
+            if value.startswith(("log:", "uniform:")):
+                raise ConfigError(f"{key}={value}: a random range needs a traced hyperparameter ({hparam_keys}); a "
+                                  f"static or env key is swept over a grid ({key}=A,B), one program per value")
+            statics[key] = [v for v in value.split(",") if v.strip()]
         elif value.startswith(("log:", "uniform:")):
-            kind, lo, hi = value.split(":")
-            randoms[key] = (kind, float(lo), float(hi))
+            randoms[key] = _parse_range(key, value)
         else:
-            grid[key] = [v for v in value.split(",") if v]
+            grid[key] = [v for v in value.split(",") if v.strip()]
+            if not grid[key]:
+                raise ConfigError(f"{key}={value}: no values to sweep (give e.g. {key}=1e-3,3e-3)")
     if randoms and not samples:
-        raise ConfigError(f"random ranges for {sorted(randoms)} need --samples N")
+        raise ConfigError(f"random ranges for {sorted(randoms)} need --samples N (the number of draws)")
+    if samples and not randoms:
+        raise ConfigError(f"--samples {samples} draws from random ranges, and none was given: add one such as "
+                          f"lr=log:1e-4:1e-2 or ent_coef=uniform:0:0.05 (a grid lr=1e-3,3e-3 needs no --samples)")
     points = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())] or [{}]
     if randoms:
         rng = np.random.default_rng(seed)
@@ -64,22 +96,65 @@ def _sweep_axes(module, overrides: dict[str, str], samples: int, seed: int):
                 draw[key] = float(np.exp(rng.uniform(np.log(lo), np.log(hi))) if kind == "log" else rng.uniform(lo, hi))
             drawn.append(draw)
         points = [{**p, **d} for p in points for d in drawn]
-    return fixed, points
+    static_points = [dict(zip(statics, combo)) for combo in itertools.product(*statics.values())] or [{}]
+    return fixed, points, static_points
+
+
+def _parse_range(key: str, value: str) -> tuple[str, float, float]:
+    """``log:LOW:HIGH`` (0 < LOW < HIGH, drawn log-uniformly) or ``uniform:LOW:HIGH`` (LOW < HIGH, finite)."""
+    parts = value.split(":")
+    if len(parts) != 3:
+        raise ConfigError(f"{key}={value}: a random range is log:LOW:HIGH or uniform:LOW:HIGH")
+    kind, lo, hi = parts
+    try:
+        lo, hi = float(lo), float(hi)
+    except ValueError:
+        raise ConfigError(f"{key}={value}: LOW and HIGH of a {kind}: range must be numbers") from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise ConfigError(f"{key}={value}: a {kind}: range needs finite LOW < HIGH")
+    if kind == "log" and lo <= 0:
+        raise ConfigError(f"{key}={value}: a log: range needs 0 < LOW < HIGH (use uniform:{lo:g}:{hi:g} to include "
+                          f"{lo:g})")
+    return kind, lo, hi
+
+
+def compile_cache(enabled: bool = True) -> Path | None:
+    """Turn on JAX's persistent compilation cache for the command (``$JMARL_COMPILE_CACHE``, default
+    ``~/.cache/jmarl/jax``; ``JMARL_COMPILE_CACHE=0`` or ``--no-compile-cache`` switch it off), so re-running
+    or resuming a run does not compile its programs again. Returns the directory, or None when off."""
+    import os
+
+    import jax
+
+    setting = os.environ.get("JMARL_COMPILE_CACHE", "")
+    if not enabled or setting.lower() in ("0", "off", "false", "no"):
+        return None
+    path = Path(setting or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "jmarl" / "jax")
+    path.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)  # small programs compile faster than read
+    return path
 
 
 def _run(args, sweep: bool) -> int:
     from jmarl.train.algorithms import ResolvedConfig, algorithm_module, resolve
-    from jmarl.train.run import Population, format_results, train
+    from jmarl.train.run import Population, read_config, train
 
     overrides = _parse_overrides(args.overrides)
-    if args.resume:
-        config_path = Path(args.resume) / "config.json"
-        if not config_path.exists():
-            raise ConfigError(f"--resume {args.resume}: no config.json there (not a jmarl run directory)")
-        saved = json.loads(config_path.read_text())
+    if args.resume and (Path(args.resume) / STATIC_SWEEP_FILE).is_file():
         if overrides:
-            raise ConfigError("--resume continues a run as it was started; drop the KEY=VALUE overrides")
-        resolved = ResolvedConfig.from_dict(saved)
+            raise ConfigError(f"--resume {args.resume}: a resumed sweep keeps its own settings; drop KEY=VALUE")
+        plan = json.loads((Path(args.resume) / STATIC_SWEEP_FILE).read_text())
+        return _static_sweep(args, plan, Path(args.resume), resume=True)
+    if args.resume:
+        saved = read_config(args.resume)  # names the file, and what is wrong with it
+        _refuse_resume_conflicts(args, saved, overrides, sweep)
+        if list(args.metric) != list(saved.get("metrics", [])):
+            raise ConfigError(f"--resume {args.resume}: the run was trained with --metric {saved.get('metrics', [])}"
+                              f", not {list(args.metric)}; give the same metrics again")
+        # The algorithm positional, if given, names the run's algorithm file again (see trusted_algorithm).
+        resolved = ResolvedConfig.from_dict(saved, algorithm=args.algo, trust=args.trust_algorithm,
+                                            allow_changed=args.allow_changed, where=f"--resume {args.resume}")
         module = algorithm_module(resolved.algo)
         hparams = [build(module.Hparams, h, base=resolved.hparams) for h in saved["member_hparams"]]
         pop = Population(hparams, saved["seeds"], saved["config_ids"])
@@ -88,31 +163,97 @@ def _run(args, sweep: bool) -> int:
         if not args.algo or not args.env:
             raise ConfigError("give an algorithm and --env, e.g. `jmarl train ippo --env mpe_spread`")
         module = algorithm_module(args.algo)
-        fixed, points = _sweep_axes(module, overrides, args.samples, args.seed) if sweep else (overrides, [{}])
+        fixed, points, statics = (_sweep_axes(module, overrides, args.samples, args.seed) if sweep
+                                  else (overrides, [{}], [{}]))
+        if statics != [{}]:
+            name = Path(args.algo).stem if args.algo.endswith(".py") else args.algo.rsplit(".", 1)[-1]
+            out = Path(args.out or f"runs/{name}_{args.env}_{time.strftime('%Y%m%d-%H%M%S')}")
+            plan = {"algo": args.algo, "env": args.env, "fixed": fixed, "points": points, "statics": statics,
+                    "seeds": [args.seed + s for s in range(args.seeds)], "metrics": list(args.metric)}
+            return _static_sweep(args, plan, out, resume=False)
         resolved = resolve(args.algo, args.env, fixed)
         hparams = [build(module.Hparams, p, what=f"{args.algo} hyperparameters", base=resolved.hparams) for p in points]
         pop = Population.grid(hparams, [args.seed + s for s in range(args.seeds)])
-        run_dir = Path(args.out or f"runs/{args.algo}_{args.env}_{time.strftime('%Y%m%d-%H%M%S')}")
+        name = Path(args.algo).stem if args.algo.endswith(".py") else args.algo.rsplit(".", 1)[-1]
+        run_dir = Path(args.out or f"runs/{name}_{args.env}_{time.strftime('%Y%m%d-%H%M%S')}")
     cfg = resolved.config
     if not args.quiet:
         print(f"jmarl: {resolved.algo} on {resolved.env} {resolved.env_kwargs or ''}: {len(pop)} run(s) "
               f"({len(set(pop.config_ids))} config(s) x {len(set(pop.seeds))} seed(s)) in one program, "
               f"{cfg.num_updates * cfg.batch_size:,} env steps each -> {run_dir}")
+    compile_cache(not args.no_compile_cache)
     results = train(resolved, pop, run_dir, resume=bool(args.resume), quiet=args.quiet, wandb=args.wandb,
-                    checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints)
-    print(format_results(results))
-    print(f"final greedy return: {results['best']['mean']:.2f}   "
-          f"({results['env_steps_per_second']:,.0f} env steps/s after {results['compile_seconds']:.1f} s compile)")
-    print(f"results saved in {run_dir}/ (config.json, metrics.jsonl, results.json, curve.png, checkpoints/)")
+                    checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints,
+                    metrics=args.metric, on_diverge="mark" if sweep else "stop")
+    return _report(results, run_dir)
+
+
+STATIC_SWEEP_FILE = "static_sweep.json"
+
+
+def _static_sweep(args, plan: dict, out: Path, resume: bool) -> int:
+    """A sweep over static settings: one program (run directory ``out/static_K``) per combination of the swept
+    static and env keys, each with every seed x hyperparameter point in it, trained one after another; then one
+    summary of every member (``out/sweep_summary.json``). Every combination is resolved and checked before
+    anything trains; ``--resume out`` skips finished combinations and resumes a cut-short one."""
+    from jmarl.core.registry import make
+    from jmarl.train.algorithms import algorithm_module, resolve
+    from jmarl.train.run import Population, format_results, train
+
+    module = algorithm_module(plan["algo"])
+    combos = []
+    for i, static in enumerate(plan["statics"]):
+        resolved = resolve(plan["algo"], plan["env"], {**plan["fixed"], **static})
+        module.make_train(resolved.config, make(resolved.env, **resolved.env_kwargs))  # sizes checked, no compile
+        hparams = [build(module.Hparams, p, what=f"{plan['algo']} hyperparameters", base=resolved.hparams)
+                   for p in plan["points"]]
+        combos.append((static, resolved, Population.grid(hparams, plan["seeds"]), out / f"static_{i}"))
+    out.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        if (out / STATIC_SWEEP_FILE).exists() or any(out.iterdir()):
+            raise ConfigError(f"{out} is not empty: resume the sweep there (`jmarl sweep --resume {out}`) or choose "
+                              f"a new --out")
+        (out / STATIC_SWEEP_FILE).write_text(json.dumps(plan, indent=1))
+    compile_cache(not args.no_compile_cache)
+    summary = []
+    for i, (static, resolved, pop, run_dir) in enumerate(combos):
+        if not args.quiet:
+            print(f"jmarl: static combination {i + 1}/{len(combos)} {static}: {len(pop)} run(s) in one program "
+                  f"-> {run_dir}")
+        if (run_dir / "results.json").is_file():
+            results = json.loads((run_dir / "results.json").read_text())  # finished before: nothing to do
+        else:
+            results = train(resolved, pop, run_dir, resume=(run_dir / "config.json").is_file(), quiet=args.quiet,
+                            wandb=args.wandb, checkpoint_every=args.checkpoint_every,
+                            keep_checkpoints=args.keep_checkpoints, metrics=plan.get("metrics", []), on_diverge="mark")
+        if not args.quiet:
+            print(format_results(results))
+        for c in results["configs"]:
+            summary.append({"static": static, "run_dir": str(run_dir), **c})
+    scored = [c for c in summary if c.get("mean") is not None and not c.get("diverged_members")]
+    best = max(scored, key=lambda c: c["mean"]) if scored else None
+    (out / "sweep_summary.json").write_text(json.dumps({"members": summary, "best": best}, indent=1))
+    print(f"{len(summary)} configuration(s) over {len(combos)} static combination(s):")
+    for c in summary:
+        hp = ", ".join(f"{k}={v:g}" for k, v in c["hparams"].items())
+        score = "diverged" if c.get("mean") is None or c.get("diverged_members") else (
+            f"{c['mean']:.2f} [{c['mean_lo']:.2f}, {c['mean_hi']:.2f}]")
+        print(f"  {c['static']} config {c['config_id']}: {score} ({hp})")
+    if best is None:
+        print(f"jmarl: error: every configuration diverged (see {out}/sweep_summary.json)", file=sys.stderr)
+        from jmarl.train.run import EXIT_DIVERGED
+        return EXIT_DIVERGED
+    print(f"best: {best['static']} config {best['config_id']} with greedy return {best['mean']:.2f} -> "
+          f"{out}/sweep_summary.json")
     return 0
 
 
 def _list(_args) -> int:
-    from jmarl.train.algorithms import ALGORITHMS
     from jmarl.core.registry import registered_envs
+    from jmarl.train.algorithms import registered_algorithms
 
     print("environments:", ", ".join(registered_envs()))
-    print("algorithms:  ", ", ".join(sorted(ALGORITHMS)))
+    print("algorithms:  ", ", ".join(registered_algorithms()), "(or the path of an algorithm file)")
     return 0
 
 
@@ -126,11 +267,11 @@ def _reproduce(args) -> int:
     if args.overrides:
         raise ConfigError(f"reproduce runs presets as published; KEY=VALUE settings {args.overrides} are not taken")
     if not args.preset:
-        raise ConfigError(f"give a preset: {sorted(reproduce.PRESETS)} (see `jmarl reproduce --list`)")
-    command = reproduce.command_line(args.preset, args.seeds, args.steps, args.scale, args.only)
+        raise ConfigError(f"give a preset: {sorted(reproduce.REPRODUCTION_PRESETS)} (see `jmarl reproduce --list`)")
+    command = reproduce.command_line(args.preset, args.seeds, args.steps, args.scale, args.only, args.algo)
     rows = reproduce.reproduce(args.preset, seeds=args.seeds, steps=args.steps, scale=args.scale, only=args.only,
                                out=args.out, results_file=args.results, command=command, quiet=args.quiet,
-                               resume=args.resume)
+                               resume=args.resume, algorithm=args.algo)
     print(f"{len(rows)} row(s) appended to {args.results}; table: {Path(args.results).with_suffix('.md')}")
     return 0
 
@@ -152,6 +293,8 @@ def _add_reproduce_parser(sub) -> None:
     p.add_argument("--results", default=str(RESULTS_JSONL),
                    help="results store (JSONL); the .md beside it is regenerated")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--algo", help="train the entries with this algorithm file or module instead (an edited copy "
+                   "of algos/ppo.py); its rows are labelled with the file's name and record its source hash")
     p.set_defaults(func=_reproduce)
 
 
@@ -167,7 +310,11 @@ def _render(args) -> int:
     if args.run_dir:
         if args.env or overrides:
             raise ConfigError("a run is rendered on the environment it was trained on; drop --env and KEY=VALUE")
-        policy = load(args.run_dir, member=args.member)
+        from jmarl.train.run import read_config
+
+        read_config(args.run_dir)  # a missing, foreign or damaged run directory: one line naming it
+        policy = load(args.run_dir, member=args.member, algorithm=args.algo, trust=args.trust_algorithm,
+                      allow_changed=args.allow_changed)
         env, policy = policy.env, None if args.random else policy
     elif args.env:
         env, policy = make(args.env, **{k.removeprefix("env."): v for k, v in overrides.items()}), None
@@ -180,6 +327,31 @@ def _render(args) -> int:
     return 0
 
 
+def _compare(args) -> int:
+    """``jmarl compare RUN ...``: mean, IQM, CIs and probability of improvement; overlaid curves."""
+    from jmarl.tools import compare
+
+    methods = compare.load_methods(args.runs, args.metric, args.allow_mixed)
+    result = compare.compare(methods)
+    print(compare.format_table(result, args.metric))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1))
+    if args.out:
+        compare.plot_curves(methods, args.out, args.metric)
+        print(f"curves -> {args.out}")
+    return 0
+
+
+def _add_compare_parser(sub) -> None:
+    p = sub.add_parser("compare", help="compare finished runs: one table (mean, IQM, CIs, P(X > Y)) and curves")
+    p.add_argument("runs", nargs="+", help="run directories (each configuration of a sweep is a method)")
+    p.add_argument("--metric", default="return", help="return (default), win_rate, or an episode metric's name")
+    p.add_argument("--out", default="compare.png", help="overlaid learning curves (PNG); '' for none")
+    p.add_argument("--json", help="also write the table as JSON here")
+    p.add_argument("--allow-mixed", action="store_true", help="compare runs of different envs or env settings")
+    p.set_defaults(func=_compare)
+
+
 def _add_render_parser(sub) -> None:
     p = sub.add_parser("render", help="draw episodes of a trained run (or a random policy) to a GIF or MP4")
     p.add_argument("run_dir", nargs="?", help="run directory; or --env NAME [KEY=VALUE ...] for a random policy")
@@ -190,7 +362,180 @@ def _add_render_parser(sub) -> None:
     p.add_argument("--member", type=int, default=0, help="population member of the run to play")
     p.add_argument("--random", action="store_true", help="play uniformly random actions on the run's env")
     p.add_argument("--fps", type=float, default=8.0, help="frames per second")
+    _add_algorithm_trust(p)
+    p.add_argument("--algo", help="the run's algorithm file (or module), named again to run its code")
     p.set_defaults(func=_render)
+
+
+def _add_algorithm_trust(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trust-algorithm", action="store_true",
+                   help="run the algorithm file or module a run recorded without naming it again")
+    p.add_argument("--allow-changed", action="store_true",
+                   help="use an algorithm file whose source changed since the run was trained")
+
+
+def main_for_file(path: str, argv: Sequence[str] | None = None) -> int:
+    """``python my_algo.py [train|sweep] --env ENV KEY=VALUE ...``: the CLI with this algorithm file."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv.pop(0) if argv and argv[0] in ("train", "sweep") else "train"
+    return main([command, str(Path(path).resolve()), *argv])
+
+
+def _refuse_resume_conflicts(args, saved: dict, overrides: dict[str, str], sweep: bool) -> None:
+    """Raise ConfigError listing every command-line setting that contradicts the run being resumed (a resumed
+    run keeps its algorithm, environment, seeds and keys; giving them again is fine when they agree)."""
+    from jmarl.train.algorithms import registered_algorithms
+
+    seeds = sorted(set(saved["seeds"]))
+    diff = []
+    if args.algo and args.algo in registered_algorithms() and args.algo != saved["algo"]:
+        diff.append(f"algorithm: {saved['algo']} in the run, {args.algo} given")
+    if args.env and args.env != saved["env"]:
+        diff.append(f"--env: {saved['env']} in the run, {args.env} given")
+    if getattr(args, "seeds_given", False) and args.seeds != len(seeds):
+        diff.append(f"--seeds: {len(seeds)} in the run, {args.seeds} given")
+    if getattr(args, "seed_given", False) and args.seed != seeds[0]:
+        diff.append(f"--seed: {seeds[0]} in the run, {args.seed} given")
+    if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
+        diff.append(f"--out: the run lives in {args.resume}, {args.out} given")
+    if sweep and args.samples:
+        diff.append(f"--samples {args.samples}: the run's population is fixed")
+    if overrides:
+        diff.append(f"KEY=VALUE {' '.join(f'{k}={v}' for k, v in overrides.items())}: a resumed run keeps its own "
+                    f"(see {args.resume}/config.json)")
+    if diff:
+        raise ConfigError(f"--resume {args.resume}: the run was started with different settings: {'; '.join(diff)}. "
+                          f"Resume it as it was started (`jmarl train --resume {args.resume}`), or train these "
+                          f"settings in a new directory (--out)")
+
+
+def _report(results: dict, run_dir: Path) -> int:
+    """Print a run's results; the exit status: 0, or EXIT_DIVERGED (3) where no configuration kept finite."""
+    from jmarl.train.run import EXIT_DIVERGED, format_results
+
+    print(format_results(results))
+    best = results.get("best")
+    if best is None:
+        print(f"jmarl: error: every configuration has a diverged member: no final return (see {run_dir}/results.json)",
+              file=sys.stderr)
+        return EXIT_DIVERGED
+    speed = results.get("env_steps_per_second")
+    speed = "no steps trained by this command" if speed is None else f"{speed:,.0f} env steps/s"
+    print(f"final greedy return: {best['mean']:.2f}   ({speed} after {results['compile_seconds']:.1f} s compile)")
+    if results.get("diverged"):
+        print(f"jmarl: warning: {len(results['diverged'])} member(s) diverged and are excluded from best "
+              f"(results.json: diverged)", file=sys.stderr)
+    print(f"results saved in {run_dir}/ (config.json, metrics.jsonl, results.json, curve.png, checkpoints/)")
+    return 0
+
+
+def config_listing(algo: str, env: str | None = None, overrides: dict[str, str] | None = None) -> str:
+    """Every key of ``algo`` (on ``env``): its type (with the valid range of a hyperparameter), its default, the
+    value the algorithm's preset for ``env`` sets, and the value ``overrides`` give. ``jmarl train ALGO --env ENV
+    --help`` and ``jmarl config ALGO --env ENV`` print it."""
+    import dataclasses
+
+    from jmarl.core.config import field_types, type_name
+    from jmarl.core.registry import env_class
+    from jmarl.train.algorithms import algorithm_module, resolve
+
+    module = algorithm_module(algo)
+    ranges = getattr(module, "HPARAM_RANGES", {})
+    preset = resolve(algo, env, {}) if env else None
+    given = resolve(algo, env, overrides) if env and overrides else None
+
+    def default_of(f):
+        if f.default is not dataclasses.MISSING:
+            return f.default
+        return f.default_factory() if f.default_factory is not dataclasses.MISSING else "(required)"
+
+    def section(title: str, cls, prefix: str, value_of) -> list[list[str]]:
+        types = field_types(cls)
+        rows = [[title]]
+        for f in dataclasses.fields(cls):
+            tp = type_name(types[f.name]) + (f" in {Interval.parse(ranges[f.name])}" if f.name in ranges else "")
+            default = default_of(f)
+            row = [f"{prefix}{f.name}", tp, repr(default)]
+            if preset is not None:
+                p = value_of(preset, f.name, default)
+                row.append(repr(p) if p != default else "")
+                if given is not None:
+                    g = value_of(given, f.name, default)
+                    row.append(repr(g) if g != p else "")
+            rows.append(row)
+        return rows
+
+    head = ["key", "type", "default"] + ([f"{algo} on {env}"] if preset else []) + (["given"] if given else [])
+    rows = [head]
+    rows += section("static config (fixes shapes; one value per program):", module.Config, "",
+                    lambda r, k, d: getattr(r.config, k))
+    rows += section("traced hyperparameters (sweepable: KEY=A,B or KEY=log:LOW:HIGH):", module.Hparams, "",
+                    lambda r, k, d: float(getattr(r.hparams, k)))
+    if env:
+        rows += section(f"environment {env!r} (env.KEY=VALUE):", env_class(env).Config, "env.",
+                        lambda r, k, d: r.env_kwargs.get(k, d))
+    widths = [max(len(r[i]) for r in rows if len(r) > 1 and i < len(r)) for i in range(len(head))]
+    lines = []
+    for r in rows:
+        lines.append(r[0] if len(r) == 1 else "  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    where = (f"; the column '{algo} on {env}' is the value its preset sets where that differs from the default"
+             if env else "; give --env ENV for the environment's keys and the preset's values")
+    return (f"{algo}: every key, its type and default{where}" + ("; 'given': your KEY=VALUE" if given else "")
+            + "\n" + "\n".join(lines))
+
+
+def _help(argv: list[str]) -> int:
+    """``jmarl train|sweep ALGO [--env ENV] [KEY=VALUE ...] --help`` and ``jmarl config ALGO --env ENV``: the
+    command's options (train/sweep), then every config key with its type, default and preset value."""
+    command = argv[0]
+    rest = [a for a in argv[1:] if a not in ("-h", "--help")]
+    parser = build_parser()
+    if command != "config":
+        sub = next(a for a in parser._subparsers._actions if isinstance(a, argparse._SubParsersAction))
+        sub.choices[command].print_help()
+    args, extra = parser.parse_known_args(["train", *rest])
+    if not args.algo:
+        print(f"\ngive an algorithm to list its keys: `jmarl {command} ippo --env mpe_spread --help`"
+              if command != "config" else "usage: jmarl config ALGO [--env ENV] [KEY=VALUE ...]")
+        return 0 if command != "config" else 2
+    if args.env:
+        _check_env_keys(args.env, extra)
+    print(("\n" if command != "config" else "") + config_listing(args.algo, args.env, _parse_overrides(extra)))
+    return 0
+
+
+def _check_env_keys(env: str, tokens: Sequence[str]) -> None:
+    """Raise for an unknown environment (with close matches) or an unknown ``env.KEY`` (with close matches)."""
+    import dataclasses
+
+    from jmarl.core.registry import env_class
+
+    keys = [f.name for f in dataclasses.fields(env_class(env).Config)]
+    for token in tokens:
+        key = token.split("=", 1)[0].strip()
+        if key.startswith("env.") and key[4:] not in keys:
+            raise ConfigError(f"environment {env!r}: unknown key {key[4:]!r}.{suggest(key[4:], keys)} "
+                              f"Valid env.* keys: {keys}")
+
+
+def _check_run_arguments(args) -> None:
+    """Sizes of ``jmarl train``/``sweep`` options, before anything is resolved or compiled."""
+    for option, value, least in [("--seeds", args.seeds, 1), ("--checkpoint-every", args.checkpoint_every, 1),
+                                 ("--keep-checkpoints", args.keep_checkpoints, 0), ("--samples", args.samples, 0)]:
+        if value is not None and value < least:
+            raise ConfigError(f"{option} {value}: must be at least {least}")
+    if args.env and not args.resume:
+        _check_env_keys(args.env, args.overrides)
+
+
+def _one_line(e: BaseException) -> str:
+    """The message of an error as one line to show (an action check's message out of XLA's runtime error)."""
+    text = str(e)
+    found = re.search(r"jmarl action check:[^\n]*", text)
+    if found:
+        return found.group(0)
+    return text if isinstance(e, (ConfigError, ValueError)) or type(e).__name__ == "Diverged" else (
+        f"{type(e).__name__}: {text.splitlines()[0] if text else ''}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -198,8 +543,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_ in [("train", "train one configuration"), ("sweep", "sweep hyperparameters x seeds in one program")]:
         p = sub.add_parser(name, help=help_)
-        p.add_argument("algo", nargs="?", help="ippo, mappo, iql, vdn, qmix; then KEY=VALUE settings "
-                       "(static config, hyperparameters, env.KEY)")
+        p.add_argument("algo", nargs="?", help="ippo, mappo, iql, vdn, qmix, maddpg, a registered name, the path "
+                       "of an algorithm file (my_ppo.py) or a dotted module; then KEY=VALUE settings (static "
+                       "config, hyperparameters, env.KEY). With --resume: the run's algorithm file, named again")
+        _add_algorithm_trust(p)
+        p.add_argument("--no-compile-cache", action="store_true",
+                       help="do not use JAX's persistent compilation cache (~/.cache/jmarl/jax, or "
+                            "$JMARL_COMPILE_CACHE; JMARL_COMPILE_CACHE=0 switches it off too)")
+        p.add_argument("--metric", action="append", default=[], metavar="FILE.py:FN",
+                       help="a per-step metric function fn(state, actions, timestep) -> {name: f32[]}, summed per "
+                            "episode and reported with the return (repeatable; MODULE:FN works too)")
         p.add_argument("--env", help="environment name (see `jmarl list`)")
         p.add_argument("--seeds", type=int, default=4 if name == "sweep" else 1, help="seeds per configuration")
         p.add_argument("--seed", type=int, default=0, help="first seed")
@@ -209,28 +562,67 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--wandb", default="offline", choices=["offline", "online", "disabled"])
         p.add_argument("--checkpoint-every", type=int, default=1, help="chunks between checkpoints")
         p.add_argument("--keep-checkpoints", type=int, default=3)
+        p.add_argument("--check-actions", action="store_true",
+                       help="raise on an action outside its space (docs/env_api.md); slower: a check every step")
+        p.add_argument("--debug", action="store_true", help="show the traceback of an error")
         if name == "sweep":
             p.add_argument("--samples", type=int, default=0, help="random-search draws for log:/uniform: ranges")
         p.set_defaults(func=lambda a, sweep=(name == "sweep"): _run(a, sweep), samples=0)
     sub.add_parser("list", help="environments and algorithms").set_defaults(func=_list)
+    sub.add_parser("config", help="every key of ALGO (--env ENV): type, default, preset value (jmarl config ippo "
+                   "--env mpe_spread)", add_help=False)
     _add_render_parser(sub)
+    _add_compare_parser(sub)
     _add_reproduce_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    unknown = [t for t in extra if t.startswith("-") or "=" not in t]
-    if unknown:
-        parser.error(f"unrecognised arguments {unknown}; settings are given as KEY=VALUE")
-    args.overrides = extra
+    """The ``jmarl`` command. Exit status: 0 done, 2 an error in what was asked (one ``jmarl: error:`` line;
+    ``--debug`` shows the traceback), 3 training diverged (non-finite loss, gradients or parameters), 1 an
+    unexpected error, 130 interrupted."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     try:
-        return args.func(args)
-    except (ConfigError, ValueError) as e:
-        print(f"jmarl: error: {e}", file=sys.stderr)
-        return 2
+        if argv and (argv[0] == "config" or (argv[0] in ("train", "sweep") and {"-h", "--help"} & set(argv))):
+            return _help(argv)
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
+        unknown = [t for t in extra if t.startswith("-") or "=" not in t]
+        if unknown:
+            parser.error(f"unrecognised arguments {unknown}; settings are given as KEY=VALUE")
+        args.overrides = extra
+        if args.command in ("train", "sweep"):
+            if args.algo and "=" in args.algo and not Path(args.algo).exists():  # argparse took a KEY=VALUE
+                args.overrides, args.algo = [args.algo, *args.overrides], None
+            # Whether --seeds/--seed were given (not defaulted): a resumed run refuses ones that disagree.
+            args.seeds_given = any(a == "--seeds" or a.startswith("--seeds=") for a in argv)
+            args.seed_given = any(a == "--seed" or a.startswith("--seed=") for a in argv)
+            _check_run_arguments(args)
+            if args.check_actions:
+                from jmarl.core.env import set_action_checks
 
+                set_action_checks(True)  # read while tracing: on before anything compiles
+        return args.func(args)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("jmarl: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if debug:
+            raise
+        print(f"jmarl: error: {_one_line(e)}", file=sys.stderr)
+        if type(e).__name__ == "Diverged":
+            from jmarl.train.run import EXIT_DIVERGED
+
+            return EXIT_DIVERGED
+        known = isinstance(e, (ConfigError, ValueError, OSError)) or "jmarl action check:" in str(e) or \
+            type(e).__name__ == "CheckpointError"
+        if not known:
+            print("jmarl: (an unexpected error: run again with --debug for the traceback)", file=sys.stderr)
+        return 2 if known else 1
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,11 +1,13 @@
-"""Episode rendering: MPE (agents, landmarks, obstacles, team colours, trails) and SMAX (units with type
-markers, health bars, attack lines), from a trained policy or a random one, to GIF (or MP4).
+"""Episode rendering: roll out episodes of any environment that provides a scene, from a trained policy
+or a random one, draw them, and write a GIF (or MP4).
 
 The rollout is one jitted ``lax.scan`` over ``env.max_steps`` steps of ``episodes`` envs in parallel; a
 ``valid`` mask keeps each episode up to and including its done step. Drawing happens afterwards on the
-host: a per-family *scene* extractor turns the env's states into plain arrays (positions, sizes,
-colours, markers, health, targets) and one data-driven function draws any scene with matplotlib (Agg;
-pyplot is not used, so a notebook's plotting backend stays as it is).
+host: the environment turns its states into a ``jmarl.core.scene.Scene`` of plain arrays (positions,
+sizes, colours, markers, health, targets) with its ``render_scene(states)`` method, and one data-driven
+function draws any scene with matplotlib (Agg; pyplot is not used, so a notebook's plotting backend stays
+as it is). This module knows no environment: MPE's scene lives in ``envs/mpe/scene.py``, SMAX's in
+``envs/smax/scene.py``, and a new environment draws by defining ``render_scene`` (docs/env_api.md).
 
     frames = render_episodes(jmarl.make("mpe_spread"), jax.random.PRNGKey(0))        # random policy
     frames = render_episodes(policy.env, key, policy=jmarl.load("runs/mappo_..."))   # trained policy
@@ -25,13 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jmarl.core.env import Environment
+from jmarl.core.scene import TEAM_COLORS, Scene  # noqa: F401  (TEAM_COLORS: re-exported, it lived here)
 from jmarl.train.load import Policy
-
-# Team colours (mpe2's palette for MPE); a team not listed takes the next colour of matplotlib's cycle.
-TEAM_COLORS = {"agents": "#5959d9", "allies": "#5959d9", "adversaries": "#d95959", "enemies": "#d95959",
-               "prey": "#59d959"}
-LANDMARK_COLOR, OBSTACLE_COLOR, GOAL_COLOR = "#404040", "#262626", "#26a626"
-SMAX_MARKERS = {"marine": "o", "marauder": "s", "stalker": "^", "zealot": "D", "zergling": "v", "hydralisk": "p"}
 
 
 @dataclass
@@ -45,23 +42,6 @@ class Episode:
     def length(self) -> int:
         """Transitions in the episode (F - 1)."""
         return len(self.rewards[next(iter(self.rewards))]) - 1
-
-
-@dataclass
-class Scene:
-    """What the frames of one episode draw, as host arrays. Entities are drawn as markers of their true
-    size; a ``trail`` entity leaves its path so far; ``targets`` draws attack lines."""
-
-    pos: np.ndarray  # f32[F, K, 2] centres
-    radius: np.ndarray  # f32[K] in map units
-    color: list[str]  # [K]
-    marker: list[str]  # [K] matplotlib marker
-    alive: np.ndarray  # bool[F, K]; dead entities are drawn as faint crosses
-    trail: np.ndarray  # bool[K]
-    extent: tuple[float, float, float, float]  # x0, x1, y0, y1
-    legend: dict[str, tuple[str, str]]  # label -> (colour, marker)
-    health: np.ndarray | None = None  # f32[F, K] fraction in [0, 1]: health bars
-    targets: np.ndarray | None = None  # i32[F, K] entity each one attacks (-1: none)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -105,7 +85,7 @@ def rollout(env: Environment, key: jax.Array, policy: Policy | None = None, epis
 
 
 # ----------------------------------------------------------------------------------------------------
-# Scenes: one extractor per environment family
+# Scenes: the environment draws its own (``render_scene``); wrappers are looked through
 # ----------------------------------------------------------------------------------------------------
 def _inner_state(state: Any) -> Any:
     """The base env's state inside wrapper states (which keep it as ``env_state``)."""
@@ -114,79 +94,48 @@ def _inner_state(state: Any) -> Any:
     return state
 
 
-def _team_colors(teams: Sequence[str]) -> dict[str, str]:
-    import matplotlib
-
-    cycle = iter(matplotlib.rcParams["axes.prop_cycle"].by_key()["color"])
-    return {t: TEAM_COLORS.get(t) or next(cycle) for t in teams}
-
-
-def mpe_scene(env: Environment, episode: Episode) -> Scene:
-    """Agents coloured by team (with trails), landmarks grey (the goal green in simple_adversary),
-    obstacles (landmarks that collide, simple_tag) large and dark."""
+def drawable(env: Environment) -> Environment:
+    """The base env of ``env`` (wrappers looked through), if it can be drawn; else ValueError, in one line,
+    naming the method to define. ``render_episodes`` calls this before anything compiles."""
     base = env.unwrapped if hasattr(env, "unwrapped") else env
-    world, state = base.world, _inner_state(episode.states)
-    colors = _team_colors(list(base.team_sizes))
-    agent_team = [t for t, n in base.team_sizes.items() for _ in range(n)]
-    num_landmarks = world.num_landmarks
-    landmark = "obstacle" if world.landmarks_collide else "landmark"
-    landmark_colors = [OBSTACLE_COLOR if world.landmarks_collide else LANDMARK_COLOR] * num_landmarks
-    legend = {t: (colors[t], "o") for t in base.team_sizes}
-    if hasattr(state, "goal"):  # simple_adversary: the goal landmark (fixed through an episode)
-        landmark_colors[int(state.goal[0])] = GOAL_COLOR
-        legend["goal"] = (GOAL_COLOR, "o")
-    if num_landmarks:
-        legend[landmark] = (landmark_colors[0] if landmark == "obstacle" else LANDMARK_COLOR, "o")
-    # Landmarks are drawn over the agents (as mpe2 does), so an agent on its landmark still shows it.
-    pos = np.concatenate([state.agent_pos, state.landmark_pos], axis=1)  # [F, A + L, 2]
-    frames, k = pos.shape[:2]
-    reach = max(1.2, float(np.abs(pos).max()) + 0.2)  # the whole episode fits, centred on the origin
-    return Scene(pos=pos, radius=np.asarray(world.agent_size + world.landmark_size, np.float32),
-                 color=[colors[t] for t in agent_team] + landmark_colors, marker=["o"] * k,
-                 alive=np.ones((frames, k), bool), trail=np.arange(k) < world.num_agents,
-                 extent=(-reach, reach, -reach, reach), legend=legend)
-
-
-def smax_scene(env: Environment, episode: Episode) -> Scene:
-    """Units coloured by team, shaped by type, with health bars and a line from each attacker to its target."""
-    from jmarl.envs.smax.heuristic import NUM_MOVES
-    from jmarl.envs.smax.units import UNIT_TYPES, unit_stats
-
-    base = env.unwrapped if hasattr(env, "unwrapped") else env
-    state, n = _inner_state(episode.states), base.num_allies
-    types = state.unit_type[0]  # i32[U], fixed through an episode
-    stats = unit_stats(np.eye(len(UNIT_TYPES), dtype=np.float32)[types])  # each f32[U]
-    alive = state.health > 0
-    is_ally = np.arange(base.num_units) < n
-    colors = _team_colors(["allies", "enemies"])
-    # Action NUM_MOVES + j attacks foe j: ally i's foe j is unit n + j, enemy i's is ally j.
-    act = state.last_action
-    targets = np.where(act >= NUM_MOVES, act - NUM_MOVES + np.where(is_ally, n, 0), -1)
-    targets = np.where(alive, targets, -1)
-    # Frame the units over the whole episode, with room for attack ranges, inside the map.
-    lo, hi = state.pos.reshape(-1, 2).min(0) - 3.0, state.pos.reshape(-1, 2).max(0) + 3.0
-    centre, half = (lo + hi) / 2, max(hi - lo) / 2
-    legend = {"allies": (colors["allies"], "o"), "enemies": (colors["enemies"], "o")}
-    legend |= {UNIT_TYPES[t]: ("#808080", SMAX_MARKERS[UNIT_TYPES[t]]) for t in sorted(set(types.tolist()))}
-    return Scene(pos=state.pos, radius=np.asarray(stats.radius),
-                 color=[colors["allies" if a else "enemies"] for a in is_ally],
-                 marker=[SMAX_MARKERS[UNIT_TYPES[t]] for t in types], alive=alive,
-                 trail=np.zeros(base.num_units, bool),
-                 extent=(centre[0] - half, centre[0] + half, centre[1] - half, centre[1] + half), legend=legend,
-                 health=state.health / stats.health, targets=targets)
+    # Looked up on the class: a wrapper forwards attributes to its inner env, and an instance attribute
+    # is not the protocol.
+    if not callable(getattr(type(base), "render_scene", None)):
+        raise ValueError(f"{env.name} ({type(base).__name__}) cannot be drawn: it has no render_scene(states) -> "
+                         f"jmarl.core.scene.Scene method; define one (see docs/env_api.md, Rendering)")
+    return base
 
 
 def scene(env: Environment, episode: Episode) -> Scene:
-    """The scene of ``episode`` for the family of ``env`` (wrappers are looked through)."""
-    from jmarl.envs.mpe.core import MPEEnv
-    from jmarl.envs.smax.env import SMAX
+    """The scene of ``episode``: ``render_scene`` of the base env of ``env``, on the base env's own states
+    (wrapper states are looked through). ValueError for an env that cannot be drawn (``drawable``)."""
+    base = drawable(env)
+    out = base.render_scene(_inner_state(episode.states))
+    if not isinstance(out, Scene):
+        raise TypeError(f"{type(base).__name__}.render_scene returned {type(out).__name__}, not a "
+                        f"jmarl.core.scene.Scene")
+    if out.num_frames != episode.length + 1:
+        raise ValueError(f"{type(base).__name__}.render_scene returned {out.num_frames} frames for an episode "
+                         f"of {episode.length + 1} states (one frame per state)")
+    return out
 
-    base = env.unwrapped if hasattr(env, "unwrapped") else env
-    if isinstance(base, MPEEnv):
-        return mpe_scene(env, episode)
-    if isinstance(base, SMAX):
-        return smax_scene(env, episode)
-    raise ValueError(f"rendering knows MPE and SMAX environments; {type(base).__name__} ({env.name}) is neither")
+
+# Names that moved out when each environment came to own its scene.
+_MOVED = {
+    "mpe_scene": "the MPE scene is env.render_scene(states) (jmarl.envs.mpe.scene.mpe_scene(env, states))",
+    "smax_scene": "the SMAX scene is env.render_scene(states) (jmarl.envs.smax.scene.smax_scene(env, states))",
+    "SMAX_MARKERS": "SMAX's unit markers are jmarl.envs.smax.scene.UNIT_MARKERS",
+    "LANDMARK_COLOR": "MPE's colours are in jmarl.envs.mpe.scene",
+    "OBSTACLE_COLOR": "MPE's colours are in jmarl.envs.mpe.scene",
+    "GOAL_COLOR": "MPE's colours are in jmarl.envs.mpe.scene",
+}
+
+
+def __getattr__(name: str):
+    # ImportError, so that ``from jmarl.tools.render import mpe_scene`` shows where it went.
+    if name in _MOVED:
+        raise ImportError(f"jmarl.tools.render.{name} moved: {_MOVED[name]}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -209,7 +158,8 @@ def draw(scene: Scene, episode: Episode, title: str = "", size: int = 400) -> li
     fontsize = max(5.0, 9.0 * size / 400)
     returns = {t: np.cumsum(r.sum(-1)) for t, r in episode.rewards.items()}
     handles = [Line2D([], [], ls="", marker=m, color=c, label=label) for label, (c, m) in scene.legend.items()]
-    fig.legend(handles=handles, loc="lower center", fontsize=0.8 * fontsize, frameon=False, ncol=len(handles))
+    if handles:  # a scene may have no legend
+        fig.legend(handles=handles, loc="lower center", fontsize=0.8 * fontsize, frameon=False, ncol=len(handles))
     frames = []
     for f in range(len(scene.pos)):
         ax.clear()
@@ -246,6 +196,7 @@ def render_episodes(env: Environment, key: jax.Array, policy: Policy | None = No
                     size: int = 400) -> list[np.ndarray]:
     """Roll out ``episodes`` episodes and draw them one after the other: u8[size, size, 3] frames, one per
     frame of each episode (its length + 1)."""
+    drawable(env)  # before the rollout compiles
     who = "random policy" if policy is None else f"{policy.resolved.algo}"
     frames = []
     for i, episode in enumerate(rollout(env, key, policy, episodes)):

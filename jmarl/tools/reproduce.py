@@ -37,10 +37,11 @@ import jax
 import numpy as np
 
 import jmarl
-from jmarl.train.algorithms import ResolvedConfig, algorithm_module, resolve
+from jmarl.train.algorithms import ResolvedConfig, algorithm_module, implied_overrides, resolve
 from jmarl.core.config import ConfigError
 from jmarl.core.registry import make
 from jmarl.train.stats import aggregate
+from jmarl.algos.ppo import JAXMARL_IPPO_OPTIMISER
 
 # Installed code writes nowhere but where it is told: the results store defaults to the current directory
 # (the repository's own rows live in docs/results.jsonl: `jmarl reproduce ... --results docs/results.jsonl`).
@@ -97,11 +98,15 @@ class Entry:
         """``ippo/smax_2s3z``, ``ippo/smax_6h_vs_8z_advance=random_visible``: no spaces or brackets (shell-safe)."""
         return f"{self.algo}/{self.env_label.replace(' ', '_').replace('(', '').replace(')', '')}"
 
-    def resolved(self, total_timesteps: int) -> ResolvedConfig:
-        """The entry's config at ``total_timesteps``: every key checked by ``jmarl.train.algorithms.resolve``."""
+    def resolved(self, total_timesteps: int, algorithm: str | None = None) -> ResolvedConfig:
+        """The entry's config at ``total_timesteps``: every key checked by ``jmarl.train.algorithms.resolve``.
+        ``algorithm`` (a file or module) trains the entry with that code instead, keeping the settings the
+        entry's name implies (``mappo`` -> algo=mappo)."""
         overrides = {**self.overrides, **{f"env.{k}": v for k, v in self.env_kwargs.items()},
                      "total_timesteps": total_timesteps}
-        return resolve(self.algo, self.env, overrides, use_preset=self.use_preset)
+        if algorithm is not None:
+            overrides = {**implied_overrides(self.algo), **overrides}
+        return resolve(algorithm or self.algo, self.env, overrides, use_preset=self.use_preset)
 
 
 @dataclass(frozen=True)
@@ -158,8 +163,8 @@ JAXMARL_QL_RNN_MPE = dict(num_envs=8, num_steps=25, buffer_size=5000 * 25, sampl
                           eps_finish=0.05, eps_anneal_frac=0.1, max_grad_norm=25.0, target_update_period=200.0,
                           tau=1.0)
 JAXMARL_IPPO_RNN_SMAX = dict(num_envs=128, num_steps=128, num_epochs=4, num_minibatches=4, hidden_dim=128,
-                             activation="relu", recurrent=True, anneal_lr=True, lr=4e-3, gamma=0.99,
-                             gae_lambda=0.95, clip_eps=0.05, ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.25)
+                             activation="relu", recurrent=True, anneal_lr=True, gamma=0.99, gae_lambda=0.95,
+                             ent_coef=0.01, vf_coef=0.5, **JAXMARL_IPPO_OPTIMISER)
 JAXMARL_MAPPO_RNN_SMAX = dict(JAXMARL_IPPO_RNN_SMAX, lr=2e-3, clip_eps=0.2, ent_coef=0.0)
 _QL_NOTE = ("JaxMARL's episodes are 26 steps (NUM_STEPS 26) where jmarl's are 25; MIXER_INIT_SCALE 0.001 "
             "is not mirrored")
@@ -210,7 +215,7 @@ def _jmarl_smax() -> tuple[Entry, ...]:
 # The probe matrix game pays 10 to each of its 2 agents at its optimum (envs/probes.py).
 _PROBE_OPTIMUM = Published(20.0, "optimum of probe_matrix (envs/probes.py): payoff 10 to each of 2 agents")
 
-PRESETS: dict[str, Preset] = {p.name: p for p in (
+REPRODUCTION_PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("jaxmarl_mpe", "JaxMARL's MPE spread baselines at its published hyperparameters", _jaxmarl_mpe()),
     Preset("jaxmarl_smax", "JaxMARL's recurrent IPPO/MAPPO SMAX baselines at its published hyperparameters",
            _jaxmarl_smax()),
@@ -225,15 +230,15 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
 
 
 def get_preset(name: str) -> Preset:
-    if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}. Presets: {sorted(PRESETS)} (see `jmarl reproduce --list`)")
-    return PRESETS[name]
+    if name not in REPRODUCTION_PRESETS:
+        raise ConfigError(f"unknown preset {name!r}. Presets: {sorted(REPRODUCTION_PRESETS)} (see `jmarl reproduce --list`)")
+    return REPRODUCTION_PRESETS[name]
 
 
 def describe_presets() -> str:
     """What ``jmarl reproduce --list`` prints: every preset with its entries, budgets and figures."""
     lines = []
-    for p in PRESETS.values():
+    for p in REPRODUCTION_PRESETS.values():
         lines.append(f"{p.name}: {p.description} (default {p.default_seeds} seeds)")
         width = max(len(e.name) for e in p.entries)
         for e in p.entries:
@@ -266,15 +271,16 @@ def select(preset: Preset, only: Sequence[str] | None) -> list[Entry]:
     return chosen
 
 
-def validate(entries: Sequence[Entry], steps: int | None, scale: float | None) -> list[ResolvedConfig]:
+def validate(entries: Sequence[Entry], steps: int | None, scale: float | None,
+             algorithm: str | None = None) -> list[ResolvedConfig]:
     """Resolve every entry and check its sizes against its environment before anything trains, so a bad
     entry late in a preset fails in seconds, not after hours."""
     out = []
     for e in entries:
         try:
-            resolved = e.resolved(budget(e, steps, scale))
+            resolved = e.resolved(budget(e, steps, scale), algorithm)
             # make_train only checks and builds closures (nothing compiles): it catches sizes that don't divide.
-            algorithm_module(e.algo).make_train(resolved.config, make(e.env, **resolved.env_kwargs))
+            algorithm_module(resolved.algo).make_train(resolved.config, make(e.env, **resolved.env_kwargs))
         except (ConfigError, ValueError) as err:
             raise ConfigError(f"entry {e.name}: {err}") from err
         out.append(resolved)
@@ -342,13 +348,15 @@ def learning_curve(run_dir: str | Path, metric: str) -> dict:
 def reproduce(preset_name: str, *, seeds: int | None = None, steps: int | None = None, scale: float | None = None,
               only: Sequence[str] | None = None, out: str | Path | None = None,
               results_file: str | Path = RESULTS_JSONL, command: str = "", quiet: bool = False,
-              resume: bool = False) -> list[dict]:
+              resume: bool = False, algorithm: str | None = None) -> list[dict]:
     """Train every selected entry of a preset (seeds in one program each), append a row per entry to
     ``results_file`` and regenerate the markdown table beside it. Returns the new rows.
 
     ``resume`` (with ``out``): an entry whose run directory already has its row in ``results_file`` is
     skipped, and one that was cut short continues from its newest intact checkpoint, so a killed preset
-    loses at most one chunk of one entry.
+    loses at most one chunk of one entry. ``algorithm`` (a file or module, e.g. an edited copy of
+    ``algos/ppo.py``) trains every entry with that code; its rows are labelled ``STEM (entry's algorithm)``
+    and record the file and its source hash.
     """
     preset = get_preset(preset_name)
     if seeds is not None and seeds < 1:
@@ -357,7 +365,7 @@ def reproduce(preset_name: str, *, seeds: int | None = None, steps: int | None =
         raise ConfigError("--resume continues the run directories under --out: give --out")
     seeds = seeds or preset.default_seeds
     entries = select(preset, only)
-    resolved_all = validate(entries, steps, scale)
+    resolved_all = validate(entries, steps, scale, algorithm)
     from jmarl.train.run import Population, train  # heavy imports (orbax, plotting) only once there is work to do
 
     out = Path(out or f"runs/reproduce/{preset.name}_{time.strftime('%Y%m%d-%H%M%S')}")
@@ -377,6 +385,8 @@ def reproduce(preset_name: str, *, seeds: int | None = None, steps: int | None =
         t0 = time.perf_counter()
         results = train(resolved, pop, run_dir, quiet=quiet, wandb="disabled", resume=resume)
         row = result_row(preset.name, entry, resolved, results, time.perf_counter() - t0, command, run_dir)
+        if algorithm is not None:  # not the built-in's row: a row of its own beside it
+            row["algo"] = f"{Path(algorithm).stem if algorithm.endswith('.py') else algorithm} ({entry.algo})"
         append_row(results_file, row)
         rows.append(row)
         if not quiet:
@@ -435,7 +445,7 @@ def settings_changed(row: dict) -> dict[str, tuple[Any, Any]]:
     The row's recorded config is compared with the entry resolved today at the row's budget, over the keys the
     row recorded (a key added since has no recorded value to compare). Empty for a row whose entry is not in
     today's presets (a benchmark script's row, say) or that recorded no config."""
-    preset = PRESETS.get(row["preset"])
+    preset = REPRODUCTION_PRESETS.get(row["preset"])
     entry = next((e for e in preset.entries if (e.env_label, e.algo) == (row["env_label"], row["algo"])), None) \
         if preset else None
     if entry is None or not row.get("config"):
@@ -584,7 +594,7 @@ def write_markdown(results_file: str | Path = RESULTS_JSONL, path: str | Path | 
 
 
 def command_line(preset: str, seeds: int | None, steps: int | None, scale: float | None,
-                 only: Sequence[str] | None) -> str:
+                 only: Sequence[str] | None, algorithm: str | None = None) -> str:
     """The canonical command that reproduces a row (run-dir and results-file options left out)."""
     parts = ["jmarl reproduce", preset]
     if seeds is not None:
@@ -595,4 +605,6 @@ def command_line(preset: str, seeds: int | None, steps: int | None, scale: float
         parts.append(f"--scale {scale:g}")
     if only:
         parts.append("--only " + " ".join(only))
+    if algorithm:
+        parts.append(f"--algo {algorithm}")
     return " ".join(parts)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -25,8 +27,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import jmarl
 from jmarl.train import checkpoint
-from jmarl.train.algorithms import ResolvedConfig, algorithm_module
-from jmarl.core.config import ConfigError
+from jmarl.core.wrappers import WithMetrics
+from jmarl.train.algorithms import ResolvedConfig, algorithm_module, metric_function
+from jmarl.core.config import ConfigError, check_ranges
 from jmarl.core.registry import make
 from jmarl.train.stats import aggregate, marl_eval_json
 
@@ -102,36 +105,363 @@ class _Progress:
 
 
 def _wandb_run(mode: str, run_dir: Path, resolved: ResolvedConfig, pop: Population):
-    if mode == "disabled":
+    if mode == "disabled" or _wandb_disabled_by_env():
         return None
     import wandb
     return wandb.init(project="jmarl", dir=str(run_dir), mode=mode, name=run_dir.name, reinit="finish_previous",
                       config={**resolved.to_dict(), "seeds": pop.seeds})
 
 
+def _wandb_disabled_by_env() -> bool:
+    """wandb's own switches: WANDB_MODE=disabled or WANDB_DISABLED=true turn logging off, files included."""
+    return (os.environ.get("WANDB_MODE", "").lower() == "disabled"
+            or os.environ.get("WANDB_DISABLED", "").lower() in ("true", "1", "yes"))
+
+
+# ----------------------------------------------------------------------------------------------------
+# What fails loudly: divergence, damaged or reused run directories, two writers
+# ----------------------------------------------------------------------------------------------------
+EXIT_DIVERGED = 3  # the CLI's exit status when training went non-finite (2: a configuration error)
+
+
+class Diverged(RuntimeError):
+    """Training went non-finite (NaN or inf in a loss, the gradients or the parameters). ``members``: one dict
+    per diverged member (member, config_id, seed, hparams, update: the first non-finite update, 1-based,
+    chunk, what). Raised between chunks; the checkpoints saved before it are kept (the last one is finite)."""
+
+    def __init__(self, message: str, members: list[dict]):
+        super().__init__(message)
+        self.members = members
+
+
+class RunDirectoryError(ConfigError):
+    """A run directory that cannot be used as asked (in use, not empty, damaged, nothing to resume);
+    the message names the directory or file and says what to do."""
+
+
+CONFIG_FILE, METRICS_FILE, RESULTS_FILE, LOCK_FILE = "config.json", "metrics.jsonl", "results.json", ".jmarl.lock"
+# What a run's config.json must hold (with the types ``--resume`` and ``jmarl.load`` rely on).
+_CONFIG_KEYS = {"algo": str, "env": str, "env_kwargs": dict, "config": dict, "hparams": dict, "seeds": list,
+                "config_ids": list, "member_hparams": list}
+
+
+def read_config(run_dir: str | Path) -> dict:
+    """The ``config.json`` of the run in ``run_dir``; raises RunDirectoryError naming the directory (missing,
+    not a run) or the file and what is wrong with it (not JSON, keys missing or of the wrong type)."""
+    run_dir = Path(run_dir)
+    path = run_dir / CONFIG_FILE
+    if not run_dir.is_dir():
+        raise RunDirectoryError(f"{run_dir}: no such run directory")
+    if not path.is_file():
+        raise RunDirectoryError(f"{run_dir} is not a jmarl run directory: it has no {CONFIG_FILE}")
+    try:
+        saved = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RunDirectoryError(f"{path} is damaged: not valid JSON ({e})") from None
+    if not isinstance(saved, dict):
+        raise RunDirectoryError(f"{path} is damaged: a JSON {type(saved).__name__}, not a run's settings")
+    missing = [k for k in _CONFIG_KEYS if k not in saved]
+    wrong = [f"{k} (a {type(saved[k]).__name__}, not a {t.__name__})" for k, t in _CONFIG_KEYS.items()
+             if k in saved and not isinstance(saved[k], t)]
+    if missing or wrong:
+        raise RunDirectoryError(f"{path} is damaged or not a jmarl run config: "
+                                + "; ".join(([f"missing keys {missing}"] if missing else [])
+                                            + ([f"wrong types: {', '.join(wrong)}"] if wrong else [])))
+    if not len(saved["seeds"]) == len(saved["config_ids"]) == len(saved["member_hparams"]) > 0:
+        raise RunDirectoryError(f"{path} is damaged: seeds, config_ids and member_hparams must have one entry "
+                                f"per member (lengths {len(saved['seeds'])}, {len(saved['config_ids'])}, "
+                                f"{len(saved['member_hparams'])})")
+    return saved
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """The rows of a metrics.jsonl. A cut-off last line (what a kill while writing leaves) is dropped with a
+    warning; any other line that is not a JSON row raises RunDirectoryError naming the file and line."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    lines = path.read_text().split("\n")
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or not isinstance(row.get("chunk"), int):
+                raise ValueError("not a row with a chunk number")
+        except ValueError as e:
+            if number == len(lines):  # the last line, without its newline: cut off by a kill
+                print(f"jmarl: warning: {path}: dropped the cut-off last line {number} (the run was stopped while "
+                      f"writing it)", file=sys.stderr)
+                continue
+            raise RunDirectoryError(f"{path} is damaged: line {number} is not a metrics row ({e})") from None
+        rows.append(row)
+    return rows
+
+
+def _differences(old, new, where: str = "") -> list[str]:
+    """``key: A in the run, B now`` for every leaf where two JSON-like values differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for k in sorted(set(old) | set(new), key=str)
+                for d in _differences(old.get(k, "(unset)"), new.get(k, "(unset)"), f"{where}.{k}" if where else k)]
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new) and where != "seeds":
+        return [d for i, (a, b) in enumerate(zip(old, new)) for d in _differences(a, b, f"{where}[{i}]")]
+    if old == new:
+        return []
+    if isinstance(old, list) and isinstance(new, list) and where != "seeds":
+        return [f"{where}: {len(old)} entries in the run, {len(new)} now"]
+    short = lambda v: repr(v) if len(repr(v)) <= 60 else repr(v)[:57] + "..."  # noqa: E731
+    return [f"{where}: {short(old)} in the run, {short(new)} now"]
+
+
+class RunDirectory:
+    """A run directory with one writer. ``open(meta, resume)`` takes the lock, a ``.jmarl.lock`` file holding
+    the owner's pid and host, locked with ``flock`` (the kernel releases it when the owner dies, so the lock a
+    killed run leaves is recognised as stale and taken over); then refuses what would mix two runs:
+
+    - without ``resume``, a directory that is not empty (say how to resume, or choose a new directory);
+    - with ``resume``, a run started with other settings (the differences listed), or nothing intact to
+      resume from; a finished run is reported as finished and left as it is.
+
+    Use as a context manager (``with RunDirectory(path) as d: d.open(meta, resume)``): the lock is released
+    on the way out, also on errors and KeyboardInterrupt.
+    """
+
+    # What a resumed run must share with the one in the directory.
+    COMPARED = ("algo", "env", "env_kwargs", "config", "hparams", "seeds", "config_ids", "member_hparams")
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._lock_fd: int | None = None
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    def __enter__(self) -> "RunDirectory":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.unlock()
+
+    # --- the lock ------------------------------------------------------------------------------------
+    def lock(self) -> None:
+        """Take the directory's lock or raise RunDirectoryError naming the process that holds it."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock_path = self.path / LOCK_FILE
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): a pid file, stale when its process is gone
+            fcntl = None
+        while True:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            previous = os.read(fd, 4096).decode(errors="replace").strip()
+            try:
+                if fcntl is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                elif previous and _pid_alive(previous):
+                    raise BlockingIOError
+            except BlockingIOError:
+                os.close(fd)
+                raise RunDirectoryError(f"{self.path} is in use by another jmarl process ({previous or 'pid unknown'}); "
+                                        f"wait for it to finish, or choose another directory (--out)") from None
+            # The file may have been unlinked by its last owner between our open and flock: lock the one there.
+            try:
+                same = os.fstat(fd).st_ino == os.stat(lock_path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        if previous:
+            print(f"jmarl: {self.path}: taking over a stale lock ({previous}: that process is gone)", file=sys.stderr)
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+                 .encode())
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is None:
+            return
+        # Unlink first, then release: a process that opened the old file re-checks the inode after flock.
+        (self.path / LOCK_FILE).unlink(missing_ok=True)
+        os.close(self._lock_fd)
+        self._lock_fd = None
+
+    # --- opening ---------------------------------------------------------------------------------------
+    def open(self, meta: dict, resume: bool, num_chunks: int) -> bool:
+        """Lock, check and write ``config.json``; returns whether there is a run to continue (``resume`` into
+        a directory holding one). ``resume`` into an empty or missing directory starts a new run."""
+        self.lock()
+        held = sorted(p.name for p in self.path.iterdir() if p.name != LOCK_FILE)
+        has_run = (self.path / CONFIG_FILE).exists()
+        if not resume and held:
+            what = "a run" if has_run else "files"
+            raise RunDirectoryError(
+                f"{self.path} already holds {what} ({', '.join(held[:5])}{', ...' if len(held) > 5 else ''}); "
+                + (f"continue it with `jmarl train --resume {self.path}` (resume=True), or " if has_run else "")
+                + "choose a new directory (--out)")
+        if resume and held and not has_run:
+            raise RunDirectoryError(f"--resume {self.path}: not a jmarl run directory (no {CONFIG_FILE}; it holds "
+                                    f"{', '.join(held[:5])})")
+        if has_run:
+            old = read_config(self.path)
+            new = json.loads(json.dumps(meta))  # as it would be saved: tuples as lists
+            diff = [d for k in self.COMPARED for d in _differences(old.get(k), new.get(k), k)]
+            if diff:
+                raise RunDirectoryError(
+                    f"--resume {self.path}: the run was started with different settings: {'; '.join(diff[:8])}"
+                    f"{f' (and {len(diff) - 8} more)' if len(diff) > 8 else ''}. Resume it as it was started, or "
+                    f"train these settings in a new directory (--out)")
+        if not has_run or not self.finished(num_chunks):
+            stale = checkpoint.remove_unfinished(self.checkpoints)  # we hold the lock: no save is in progress
+            if stale:
+                print(f"jmarl: removed {len(stale)} unfinished checkpoint director{'y' if len(stale) == 1 else 'ies'} "
+                      f"(a save was killed): {', '.join(p.name for p in stale)}", file=sys.stderr)
+            tmp = self.path / (CONFIG_FILE + ".tmp")
+            tmp.write_text(json.dumps(meta, indent=1))
+            os.replace(tmp, self.path / CONFIG_FILE)  # atomic: a kill leaves the old file or the new, never half
+        return has_run
+
+    def finished(self, num_chunks: int) -> bool:
+        """Whether the run wrote its results after the checkpoint of its last chunk (nothing is left to train)."""
+        chunks = checkpoint.chunk_dirs(self.checkpoints)
+        return (self.path / RESULTS_FILE).exists() and bool(chunks) and chunks[-1][0] + 1 >= num_chunks
+
+    def resume_point(self) -> tuple[Path, dict] | None:
+        """The newest intact checkpoint, or None where the run stopped before saving any (and logged nothing);
+        raises RunDirectoryError where there are checkpoints but none intact, or rows but no checkpoint."""
+        found = checkpoint.latest_intact(self.checkpoints)  # reports every damaged one on stderr
+        if found is not None:
+            return found
+        damaged = checkpoint.chunk_dirs(self.checkpoints)
+        if damaged:
+            raise RunDirectoryError(
+                f"--resume {self.path}: nothing intact to resume from: all {len(damaged)} checkpoint(s) are damaged "
+                f"or partial (reported above). The run's files are left as they are; start a new run (--out)")
+        if read_metrics(self.path / METRICS_FILE):
+            raise RunDirectoryError(
+                f"--resume {self.path}: nothing to resume from: {METRICS_FILE} has rows but no checkpoint was saved "
+                f"(the run stopped before its first checkpoint). Start a new run (--out)")
+        return None
+
+    def keep_metrics_before(self, chunk: int) -> list[dict]:
+        """Drop the metric rows of chunk ``chunk`` on (they will be recomputed); returns the rows kept."""
+        path = self.path / METRICS_FILE
+        rows = [r for r in read_metrics(path) if r["chunk"] < chunk]
+        tmp = path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        os.replace(tmp, path)
+        return rows
+
+
+def _pid_alive(owner: str) -> bool:
+    """Whether the ``pid N ...`` of a lock file (written by ``RunDirectory.lock``) is a live process."""
+    try:
+        os.kill(int(owner.split()[1]), 0)
+    except (IndexError, ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _check_train_arguments(module, resolved: ResolvedConfig, pop: Population, checkpoint_every: int,
+                           keep_checkpoints: int, final_eval_factor: int, on_diverge: str) -> None:
+    """Raise ConfigError, before anything is built or compiled, for arguments and hyperparameters out of range."""
+    if len(pop) == 0:
+        raise ConfigError("the population is empty: give at least one seed (--seeds N, N >= 1)")
+    if checkpoint_every < 1:
+        raise ConfigError(f"checkpoint_every={checkpoint_every} must be at least 1 (--checkpoint-every N, N >= 1)")
+    if keep_checkpoints < 0:
+        raise ConfigError(f"keep_checkpoints={keep_checkpoints} must be at least 0 (0 keeps every checkpoint)")
+    if final_eval_factor < 1:
+        raise ConfigError(f"final_eval_factor={final_eval_factor} must be at least 1")
+    if on_diverge not in ("stop", "mark"):
+        raise ConfigError(f"on_diverge={on_diverge!r}: choose 'stop' or 'mark'")
+    if hasattr(resolved.config, "check_schedule"):
+        resolved.config.check_schedule(resolved.algo)  # sizes below 1 would divide by zero below
+    # Every hyperparameter finite, and in its algorithm's range (``HPARAM_RANGES``) where it declares one.
+    ranges = {f.name: "(-inf, inf)" for f in dataclasses.fields(module.Hparams)}
+    ranges.update(getattr(module, "HPARAM_RANGES", {}))
+    for i, h in enumerate(pop.hparams):
+        what = f"{resolved.algo} hyperparameters" + (f" (member {i}, config {pop.config_ids[i]})" if len(pop) > 1 else "")
+        check_ranges(h, ranges, what)
+
+
+def _nonfinite_what(mask: int) -> list[str]:
+    from jmarl.agents.rollout import NONFINITE_NAMES
+    return [name for bit, name in NONFINITE_NAMES.items() if mask & bit]
+
+
+def _divergence_message(diverged: list[dict], num_updates: int, population: int, last_ckpt: Path | None) -> str:
+    lines = [f"training diverged: {len(diverged)} of {population} member(s) went non-finite"]
+    for d in diverged:
+        hp = ", ".join(f"{k}={v:g}" for k, v in d["hparams"].items())
+        lines.append(f"  member {d['member']} (config {d['config_id']}, seed {d['seed']}; {hp}): non-finite "
+                     f"{', '.join(d['what'])} from update {d['update']} of {num_updates} (chunk {d['chunk']})")
+    lines.append(f"The last checkpoint, {last_ckpt}, is from before (--resume continues from it)" if last_ckpt
+                 else "No checkpoint was saved before it.")
+    lines.append("Lower the learning rate or max_grad_norm, or check the environment's rewards.")
+    return "\n".join(lines)
+
+
 def train(resolved: ResolvedConfig, pop: Population, run_dir: str | Path, *, resume: bool = False,
           checkpoint_every: int = 1, keep_checkpoints: int = 3, quiet: bool = False, wandb: str = "offline",
-          final_eval_factor: int = 10, on_chunk: Callable[[int, dict], None] | None = None) -> dict:
+          final_eval_factor: int = 10, on_chunk: Callable[[int, dict], None] | None = None,
+          metrics: Sequence[str | Callable] = (), on_diverge: str = "stop") -> dict:
     """Train every member of ``pop`` in one program; returns the results written to ``results.json``.
 
-    ``on_chunk(chunk, rows)`` is called on the host after each chunk is logged and checkpointed.
+    ``on_chunk(chunk, rows)`` is called on the host after each chunk is logged and checkpointed. ``metrics``
+    are the user's per-step metric functions (or ``"file.py:fn"`` specs; see ``jmarl.core.wrappers.WithMetrics``),
+    reported beside the env's own in metrics.jsonl, results.json (with CIs), wandb and ``curve_<name>.png``.
     Checkpoints carry the run's training seconds so far, so a resumed run reports the time of every command
     (``earlier_train_seconds``: those before this one; None after a checkpoint older than that clock).
+
+    Fails loudly (README, "What fails loudly"): arguments and hyperparameters out of range raise ConfigError
+    before anything compiles; the run directory is locked, and refused when it holds another run (see
+    ``RunDirectory``). A member whose loss, gradients or parameters go non-finite raises ``Diverged`` between
+    chunks (``on_diverge="stop"``: any member; ``"mark"``, for sweeps: only when every member has, the others
+    training on, the diverged ones listed in the results and never chosen as "best").
     """
     if wandb not in ("offline", "online", "disabled"):
         raise ConfigError(f"wandb={wandb!r}: choose offline, online or disabled")
     run_dir = Path(run_dir)
     module = algorithm_module(resolved.algo)
+    _check_train_arguments(module, resolved, pop, checkpoint_every, keep_checkpoints, final_eval_factor, on_diverge)
     env = make(resolved.env, **resolved.env_kwargs)
+    if metrics:
+        env = WithMetrics(env, [metric_function(m) for m in metrics])
     trainer = module.make_train(resolved.config, env)  # validates sizes before anything compiles
     cfg = trainer.config
-    run_dir.mkdir(parents=True, exist_ok=True)
     meta = {"jmarl_version": jmarl.__version__, **resolved.to_dict(), "seeds": pop.seeds,
             "config_ids": pop.config_ids, "member_hparams": [_hparams_dict(h) for h in pop.hparams],
+            "metrics": [m if isinstance(m, str) else getattr(m, "__qualname__", repr(m)) for m in metrics],
             "env_spec": {t: {"num_agents": team.num_agents, "obs_shape": list(team.obs_shape),
                              "action_space": repr(team.action_space)} for t, team in env.teams.items()}}
-    _check_or_write_config(run_dir, meta, resume)
+    directory = RunDirectory(run_dir)
+    with directory:  # holds the run directory's lock until training is over (or fails)
+        continuing = directory.open(meta, resume, cfg.num_chunks)
+        if continuing and directory.finished(cfg.num_chunks):
+            if not quiet:
+                print(f"jmarl: {run_dir} is finished (all {cfg.num_chunks} chunks trained, {RESULTS_FILE} written); "
+                      f"nothing to do, nothing changed")
+            return json.loads((run_dir / RESULTS_FILE).read_text())
+        # Where to resume from, found before anything compiles (None: from chunk 0); nothing intact is an error.
+        found = directory.resume_point() if continuing else None
+        if continuing and found is None and not quiet:
+            print(f"jmarl: {run_dir} stopped before its first checkpoint: starting from chunk 0")
+        return _train_chunks(directory, resolved, pop, trainer, env, found, checkpoint_every, keep_checkpoints,
+                             quiet, wandb, final_eval_factor, on_chunk, on_diverge)
 
+
+def _train_chunks(directory: RunDirectory, resolved: ResolvedConfig, pop: Population, trainer, env,
+                  found: tuple[Path, dict] | None,
+                  checkpoint_every: int, keep_checkpoints: int, quiet: bool, wandb: str, final_eval_factor: int,
+                  on_chunk, on_diverge: str) -> dict:
+    """The chunk loop of ``train`` in a locked, checked run directory."""
+    run_dir, cfg = directory.path, trainer.config
     sharding = population_sharding(len(pop))
     keys, hparams = jax.device_put(pop.stacked(), sharding)
     init = jax.jit(jax.vmap(trainer.init))
@@ -140,43 +470,76 @@ def train(resolved: ResolvedConfig, pop: Population, run_dir: str | Path, *, res
     runner = jax.device_put(init(keys, hparams), sharding)
 
     start_chunk, earlier_s = 0, 0.0  # earlier_s: training seconds of the commands this one resumes
-    ckpt_root = run_dir / "checkpoints"
-    if resume:
-        found = checkpoint.latest_intact(ckpt_root)
-        if found is not None:
-            path, ckpt_meta = found
-            runner = jax.device_put(checkpoint.restore(path, runner), sharding)
-            start_chunk = ckpt_meta["chunk"] + 1
-            earlier_s = ckpt_meta.get("train_seconds")  # None: saved before runs kept their clock
-            if not quiet:
-                print(f"jmarl: resumed from {path} (chunk {start_chunk} of {cfg.num_chunks})")
-    metrics_path = run_dir / "metrics.jsonl"
-    _truncate_metrics(metrics_path, start_chunk)
+    ckpt_root = directory.checkpoints
+    last_ckpt = None
+    if found is not None:
+        last_ckpt, ckpt_meta = found
+        runner = jax.device_put(checkpoint.restore(last_ckpt, runner), sharding)
+        start_chunk = ckpt_meta["chunk"] + 1
+        earlier_s = ckpt_meta.get("train_seconds")  # None: saved before runs kept their clock
+        if not quiet:
+            print(f"jmarl: resumed from {last_ckpt} (chunk {start_chunk} of {cfg.num_chunks})")
+    metrics_path = run_dir / METRICS_FILE
+    kept_rows = directory.keep_metrics_before(start_chunk)
+    # Members that went non-finite before the checkpoint resumed from (their rows say so; "mark" runs on).
+    diverged: dict[int, dict] = {}
+    for r in kept_rows:
+        if r.get("nonfinite") and r["member"] not in diverged and "nonfinite_update" in r:
+            i = r["member"]
+            diverged[i] = {"member": i, "config_id": pop.config_ids[i], "seed": pop.seeds[i],
+                           "hparams": _hparams_dict(pop.hparams[i]), "update": r["nonfinite_update"],
+                           "chunk": r["chunk"], "what": _nonfinite_what(r["nonfinite"])}
 
     steps_per_chunk = cfg.updates_per_chunk * cfg.batch_size * len(pop)
     progress = _Progress(cfg.num_chunks * steps_per_chunk, quiet, start_chunk * steps_per_chunk)
     logger = _wandb_run(wandb, run_dir, resolved, pop)
-    t_compile = time.perf_counter()
-    compiled = run_chunk.lower(runner, hparams).compile()
-    compile_s = time.perf_counter() - t_compile
-    t0 = time.perf_counter()
-    for chunk in range(start_chunk, cfg.num_chunks):
-        runner, metrics = compiled(runner, hparams)
-        metrics = _host(metrics)
-        rows = _chunk_rows(metrics, pop, chunk)
-        with open(metrics_path, "a") as f:
-            f.writelines(json.dumps(r) + "\n" for r in rows)
+    try:
+        t_compile = time.perf_counter()
+        compiled = run_chunk.lower(runner, hparams).compile()
+        compile_s = time.perf_counter() - t_compile
+        t0 = time.perf_counter()
+        for chunk in range(start_chunk, cfg.num_chunks):
+            runner, chunk_metrics = compiled(runner, hparams)
+            chunk_metrics = _host(chunk_metrics)
+            # i32[P, U]: what went non-finite in each update (jmarl.agents.rollout.nonfinite_mask); 0: finite.
+            nonfinite = np.asarray(chunk_metrics.pop("health/nonfinite"))
+            rows = _chunk_rows(chunk_metrics, pop, chunk)
+            new = []
+            for i, row in enumerate(rows):
+                row["nonfinite"] = int(np.bitwise_or.reduce(nonfinite[i]))
+                if row["nonfinite"] and i not in diverged:
+                    u = int(np.argmax(nonfinite[i] != 0))
+                    row["nonfinite_update"] = chunk * cfg.updates_per_chunk + u + 1  # 1-based, over the run
+                    diverged[i] = {"member": i, "config_id": pop.config_ids[i], "seed": pop.seeds[i],
+                                   "hparams": _hparams_dict(pop.hparams[i]), "update": row["nonfinite_update"],
+                                   "chunk": chunk, "what": _nonfinite_what(int(nonfinite[i][u]))}
+                    new.append(i)
+            with open(metrics_path, "a") as f:
+                f.writelines(json.dumps(r) + "\n" for r in rows)
+            if logger is not None:
+                logger.log({k: float(np.mean([r[k] for r in rows])) for k in rows[0] if "/" in k}
+                           | {"env_steps": rows[0]["env_steps"]})
+            progress.update(steps_per_chunk, rows)
+            if new and (on_diverge == "stop" or len(diverged) == len(pop)):
+                # Stop before saving: the checkpoints kept are from before the divergence.
+                raise Diverged(_divergence_message([diverged[i] for i in sorted(diverged)], cfg.num_updates,
+                                                   len(pop), last_ckpt), [diverged[i] for i in sorted(diverged)])
+            if new and not quiet:
+                print(f"jmarl: warning: member(s) {new} went non-finite; they are excluded from the results' best "
+                      f"(see {METRICS_FILE}: nonfinite)", file=sys.stderr)
+            if (chunk + 1) % checkpoint_every == 0 or chunk + 1 == cfg.num_chunks:
+                clock = None if earlier_s is None else earlier_s + time.perf_counter() - t0  # unknown stays unknown
+                last_ckpt = checkpoint.save(ckpt_root, chunk, runner,
+                                            {"env_steps": rows[0]["env_steps"], "train_seconds": clock},
+                                            keep=keep_checkpoints)
+            if on_chunk is not None:
+                on_chunk(chunk, rows)
+        train_s = time.perf_counter() - t0
+    except BaseException:
+        progress.close()
         if logger is not None:
-            logger.log({k: float(np.mean([r[k] for r in rows])) for k in rows[0] if "/" in k}
-                       | {"env_steps": rows[0]["env_steps"]})
-        progress.update(steps_per_chunk, rows)
-        if (chunk + 1) % checkpoint_every == 0 or chunk + 1 == cfg.num_chunks:
-            clock = None if earlier_s is None else earlier_s + time.perf_counter() - t0  # unknown stays unknown
-            checkpoint.save(ckpt_root, chunk, runner, {"env_steps": rows[0]["env_steps"], "train_seconds": clock},
-                            keep=keep_checkpoints)
-        if on_chunk is not None:
-            on_chunk(chunk, rows)
-    train_s = time.perf_counter() - t0
+            logger.finish(exit_code=1)
+        raise
     progress.close()
 
     # Final evaluation of the last parameters on 10x as many episodes, in one vmapped call.
@@ -185,61 +548,67 @@ def train(resolved: ResolvedConfig, pop: Population, run_dir: str | Path, *, res
     final = _host(evaluate(runner.params, jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)))
     results = _summarise(run_dir, resolved, pop, final, env, compile_s, train_s,
                          (cfg.num_chunks - start_chunk) * steps_per_chunk,
-                         {"resumed_at_chunk": start_chunk, "earlier_train_seconds": earlier_s})
+                         {"resumed_at_chunk": start_chunk, "earlier_train_seconds": earlier_s,
+                          "diverged": [diverged[i] for i in sorted(diverged)]})
     if logger is not None:
-        logger.summary.update({"final_return": results["aggregate"]["mean"]})
+        logger.summary.update({"final_return": (results["aggregate"] or {}).get("mean")})
         logger.finish()
     return results
-
 
 def _hparams_dict(h) -> dict:
     return {f.name: float(getattr(h, f.name)) for f in dataclasses.fields(h)}
 
 
-def _check_or_write_config(run_dir: Path, meta: dict, resume: bool):
-    path = run_dir / "config.json"
-    if resume and path.exists():
-        old = json.loads(path.read_text())
-        keys = ("algo", "env", "env_kwargs", "config", "member_hparams", "seeds")
-        diff = [k for k in keys if old.get(k) != json.loads(json.dumps(meta)).get(k)]
-        if diff:
-            raise ConfigError(f"--resume {run_dir}: the run was started with different {diff}; "
-                              f"resume with the same settings or use a new directory")
-    path.write_text(json.dumps(meta, indent=1))
-
-
-def _truncate_metrics(path: Path, start_chunk: int):
-    """Drop rows of chunks after the checkpoint being resumed from (they will be recomputed)."""
-    if not path.exists():
-        return
-    rows = [line for line in path.read_text().splitlines() if line and json.loads(line)["chunk"] < start_chunk]
-    path.write_text("".join(r + "\n" for r in rows))
-
-
 def _summarise(run_dir, resolved, pop, final, env, compile_s, train_s, steps, resumed: dict) -> dict:
     """results.json (per-configuration aggregates over seeds, best configuration), marl_eval.json, curve.png."""
     final_returns = np.asarray(final["eval/episode_returns"])  # [P, episodes]
+    # A diverged member's parameters are not a policy: it has no score (NaN here, None in results.json), and is
+    # left out of every aggregate; a configuration with a diverged member is never "best".
+    gone = {d["member"] for d in resumed.get("diverged", [])}
+    finite = np.array([i not in gone for i in range(len(pop))])
+    final_returns = np.where(finite[:, None], final_returns, np.nan)
     per_member = final_returns.mean(-1)
     configs = []
     for c in sorted(set(pop.config_ids)):
         members = [i for i in range(len(pop)) if pop.config_ids[i] == c]
-        agg = aggregate(per_member[members])
+        agg = _aggregate_finite(per_member[members]) or {"runs": 0, "mean": None}  # None: every seed diverged
         configs.append({"config_id": c, "hparams": _hparams_dict(pop.hparams[members[0]]),
-                        "seeds": [pop.seeds[i] for i in members], "returns": per_member[members].tolist(), **agg})
+                        "seeds": [pop.seeds[i] for i in members], "returns": _json_floats(per_member[members]),
+                        "diverged_members": [i for i in members if not finite[i]], **agg})
         if "eval/win_rate" in final:  # envs that report wins (SMAX): the final win rate of each seed too
             configs[-1]["win_rates"] = np.asarray(final["eval/win_rate"])[members].tolist()
-    best = max(configs, key=lambda r: r["mean"])
+        # Episode metrics (the env's info["metrics"] and the user's): per seed, and aggregated with CIs.
+        configs[-1]["metrics"] = {k.removeprefix("eval/metric/"): {
+            "values": np.asarray(v)[members].tolist(), **aggregate(np.asarray(v)[members])}
+            for k, v in final.items() if k.startswith("eval/metric/")}
+    scored = [c for c in configs if not c["diverged_members"]]
+    best = max(scored, key=lambda r: r["mean"]) if scored else None
     results = {"algo": resolved.algo, "env": resolved.env, "final_episodes": int(final_returns.shape[1]),
-               "configs": configs, "best": best, "aggregate": aggregate(per_member),
+               "configs": configs, "best": best, "aggregate": _aggregate_finite(per_member),
                "compile_seconds": compile_s, "train_seconds": train_s,
-               "env_steps_per_second": steps / max(train_s, 1e-9), **resumed,
+               "env_steps_per_second": steps / max(train_s, 1e-9) if steps else None, **resumed,
                "devices": [str(d) for d in jax.devices()]}
     (run_dir / "results.json").write_text(json.dumps(results, indent=1))
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
     _export_marl_eval(run_dir, resolved, pop, rows, final_returns)
     from jmarl.train.plots import learning_curves
     learning_curves(rows, run_dir / "curve.png", title=f"{resolved.algo} on {resolved.env}")
+    for name in sorted({k for r in rows for k in r if k.startswith("eval/metric/")}):
+        learning_curves(rows, run_dir / f"curve_{name.removeprefix('eval/metric/')}.png",
+                        title=f"{resolved.algo} on {resolved.env}", metric=name)
     return results
+
+
+def _aggregate_finite(scores: np.ndarray) -> dict | None:
+    """``aggregate`` over the finite scores (diverged members are NaN); None when there are none."""
+    scores = np.asarray(scores, np.float64)
+    kept = scores[np.isfinite(scores)]
+    return aggregate(kept) if kept.size else None
+
+
+def _json_floats(x: np.ndarray) -> list:
+    """Floats for JSON, with None for NaN (a diverged member) rather than the non-standard NaN token."""
+    return [float(v) if np.isfinite(v) else None for v in np.asarray(x, np.float64)]
 
 
 def _export_marl_eval(run_dir, resolved, pop, rows, final_returns):
@@ -258,9 +627,20 @@ def format_results(results: dict) -> str:
     lines = []
     for c in results["configs"]:
         hp = ", ".join(f"{k}={v:g}" for k, v in c["hparams"].items())
-        lines.append(f"  config {c['config_id']}: return {c['mean']:.2f} "
-                     f"[95% CI {c['mean_lo']:.2f}, {c['mean_hi']:.2f}] over {c['runs']} seeds ({hp})")
+        gone = c.get("diverged_members") or []
+        note = f"; diverged: member(s) {gone}, excluded from best" if gone else ""
+        if c.get("mean") is None:
+            lines.append(f"  config {c['config_id']}: no score, every seed diverged ({hp})")
+        else:
+            lines.append(f"  config {c['config_id']}: return {c['mean']:.2f} [95% CI {c['mean_lo']:.2f}, "
+                         f"{c['mean_hi']:.2f}] over {c['runs']} seeds{note} ({hp})")
+    for d in results.get("diverged", []):
+        lines.append(f"  member {d['member']} (config {d['config_id']}, seed {d['seed']}) went non-finite "
+                     f"({', '.join(d['what'])}) at update {d['update']}")
     b = results["best"]
-    lines.append(f"best: config {b['config_id']} with greedy return {b['mean']:.2f} "
-                 f"({results['final_episodes']} episodes per seed)")
+    if b is None:
+        lines.append("best: none: every configuration has a diverged member")
+    else:
+        lines.append(f"best: config {b['config_id']} with greedy return {b['mean']:.2f} "
+                     f"({results['final_episodes']} episodes per seed)")
     return "\n".join(lines)

@@ -1,0 +1,130 @@
+"""``jmarl compare RUN [RUN ...]``: one table and one plot across finished runs.
+
+Every configuration of every run is a *method* (a run with one configuration is one method; a sweep gives one
+per configuration). Its score is the final greedy evaluation per seed (``results.json``): the return, the win
+rate, or a named episode metric. The table gives mean and IQM with 95% stratified-bootstrap CIs over seeds
+(``jmarl.train.stats``) and, for every pair, the probability of improvement P(X > Y): the chance that a seed
+of X scores above a seed of Y (ties count half), with a bootstrap CI. The plot overlays the methods'
+evaluation curves (metrics.jsonl) with CI bands over seeds.
+
+Runs may differ in algorithm, static settings or code version (their config.json says how); runs of different
+environments (or env settings) are refused unless ``allow_mixed``, since their scores are not on one scale.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from jmarl.core.config import ConfigError
+from jmarl.train.plots import save_curves
+from jmarl.train.stats import aggregate
+
+METRICS = ("return", "win_rate")  # or the name of an episode metric (results.json configs[i]["metrics"])
+
+
+@dataclass
+class Method:
+    label: str
+    run_dir: Path
+    config_id: int
+    env: str
+    env_kwargs: dict
+    scores: np.ndarray  # f64[seeds]: the final evaluation of each seed
+    curve_rows: list[dict]  # metrics.jsonl rows of this configuration
+
+
+def _read_json(path: Path, what: str) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"{path.parent}: no {path.name} ({what}); is it a finished jmarl run directory?")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: not valid JSON ({e})") from e
+
+
+def _scores(config: dict, metric: str, where: Path) -> np.ndarray:
+    if metric == "return":
+        return np.asarray(config["returns"], np.float64)
+    if metric == "win_rate":
+        if "win_rates" not in config:
+            raise ConfigError(f"{where}: reports no win rate; compare --metric return or an episode metric")
+        return np.asarray(config["win_rates"], np.float64)
+    named = config.get("metrics", {})
+    if metric not in named:
+        raise ConfigError(f"{where}: has no metric {metric!r}; it has {[*METRICS, *sorted(named)]}")
+    return np.asarray(named[metric]["values"], np.float64)
+
+
+def load_methods(run_dirs: Sequence[str | Path], metric: str = "return", allow_mixed: bool = False) -> list[Method]:
+    """The methods of ``run_dirs`` (one per configuration), checked to be comparable."""
+    if not run_dirs:
+        raise ConfigError("give at least one run directory")
+    methods = []
+    for run_dir in map(Path, run_dirs):
+        config = _read_json(run_dir / "config.json", "the run's settings")
+        results = _read_json(run_dir / "results.json", "written when a run finishes")
+        rows = []
+        if (run_dir / "metrics.jsonl").is_file():
+            rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        several = len(results["configs"]) > 1
+        for c in results["configs"]:
+            label = run_dir.name + (f" [config {c['config_id']}]" if several else "")
+            methods.append(Method(label, run_dir, c["config_id"], config["env"], config.get("env_kwargs", {}),
+                                  _scores(c, metric, run_dir), [r for r in rows if r["config_id"] == c["config_id"]]))
+    envs = {(m.env, json.dumps(m.env_kwargs, sort_keys=True)) for m in methods}
+    if len(envs) > 1 and not allow_mixed:
+        raise ConfigError(f"the runs are on different environments or env settings {sorted(envs)}: their scores "
+                          f"are not on one scale; pass --allow-mixed to compare them anyway")
+    return methods
+
+
+def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:
+    """P(X > Y) over all seed pairs, ties counting half (Agarwal et al. 2021)."""
+    x, y = np.asarray(x, np.float64)[:, None], np.asarray(y, np.float64)[None, :]
+    return float(np.mean((x > y) + 0.5 * (x == y)))
+
+
+def poi_ci(x: np.ndarray, y: np.ndarray, reps: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% bootstrap CI of ``probability_of_improvement``, resampling the seeds of each method."""
+    rng = np.random.default_rng(seed)
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    values = [probability_of_improvement(x[rng.integers(0, len(x), len(x))], y[rng.integers(0, len(y), len(y))])
+              for _ in range(reps)]
+    return float(np.quantile(values, 0.025)), float(np.quantile(values, 0.975))
+
+
+def compare(methods: Sequence[Method]) -> dict:
+    """{"methods": [{label, run_dir, config_id, seeds, scores, mean, iqm, ... with CIs}],
+    "improvement": [{x, y, p, p_lo, p_hi}] for every ordered pair}."""
+    table = [{"label": m.label, "run_dir": str(m.run_dir), "config_id": m.config_id, "scores": m.scores.tolist(),
+              **aggregate(m.scores)} for m in methods]
+    pairs = []
+    for i, a in enumerate(methods):
+        for j, b in enumerate(methods):
+            if i < j:
+                lo, hi = poi_ci(a.scores, b.scores)
+                pairs.append({"x": a.label, "y": b.label, "p": probability_of_improvement(a.scores, b.scores),
+                              "p_lo": lo, "p_hi": hi})
+    return {"methods": table, "improvement": pairs}
+
+
+def format_table(result: dict, metric: str) -> str:
+    lines = [f"| method | seeds | mean {metric} [95% CI] | IQM [95% CI] |", "|---|---:|---|---|"]
+    for m in result["methods"]:
+        lines.append(f"| {m['label']} | {m['runs']} | {m['mean']:.4g} [{m['mean_lo']:.4g}, {m['mean_hi']:.4g}] | "
+                     f"{m['iqm']:.4g} [{m['iqm_lo']:.4g}, {m['iqm_hi']:.4g}] |")
+    if result["improvement"]:
+        lines += ["", "| X | Y | P(X > Y) [95% CI] |", "|---|---|---|"]
+        lines += [f"| {p['x']} | {p['y']} | {p['p']:.2f} [{p['p_lo']:.2f}, {p['p_hi']:.2f}] |"
+                  for p in result["improvement"]]
+    return "\n".join(lines)
+
+
+def plot_curves(methods: Sequence[Method], path: str | Path, metric: str) -> Path:
+    """Evaluation curves (mean over seeds, 95% CI band) of every method on one axis, saved as a PNG."""
+    key = "eval/return" if metric == "return" else "eval/win_rate" if metric == "win_rate" else f"eval/metric/{metric}"
+    return save_curves([(m.label, m.curve_rows) for m in methods], path, key)
