@@ -167,7 +167,7 @@ def _run(args, sweep: bool) -> int:
                                   else (overrides, [{}], [{}]))
         if statics != [{}]:
             name = Path(args.algo).stem if args.algo.endswith(".py") else args.algo.rsplit(".", 1)[-1]
-            out = Path(args.out or f"runs/{name}_{args.env}_{time.strftime('%Y%m%d-%H%M%S')}")
+            out = Path(args.out or f"runs/{name}_{args.env.replace(':', '-')}_{time.strftime('%Y%m%d-%H%M%S')}")
             plan = {"algo": args.algo, "env": args.env, "fixed": fixed, "points": points, "statics": statics,
                     "seeds": [args.seed + s for s in range(args.seeds)], "metrics": list(args.metric)}
             return _static_sweep(args, plan, out, resume=False)
@@ -175,7 +175,7 @@ def _run(args, sweep: bool) -> int:
         hparams = [build(module.Hparams, p, what=f"{args.algo} hyperparameters", base=resolved.hparams) for p in points]
         pop = Population.grid(hparams, [args.seed + s for s in range(args.seeds)])
         name = Path(args.algo).stem if args.algo.endswith(".py") else args.algo.rsplit(".", 1)[-1]
-        run_dir = Path(args.out or f"runs/{name}_{args.env}_{time.strftime('%Y%m%d-%H%M%S')}")
+        run_dir = Path(args.out or f"runs/{name}_{args.env.replace(':', '-')}_{time.strftime('%Y%m%d-%H%M%S')}")
     cfg = resolved.config
     if not args.quiet:
         print(f"jmarl: {resolved.algo} on {resolved.env} {resolved.env_kwargs or ''}: {len(pop)} run(s) "
@@ -252,7 +252,7 @@ def _list(_args) -> int:
     from jmarl.core.registry import registered_envs
     from jmarl.train.algorithms import registered_algorithms
 
-    print("environments:", ", ".join(registered_envs()))
+    print("environments:", ", ".join(registered_envs()), "(and JaxMARL's as jaxmarl:NAME; docs/interop.md)")
     print("algorithms:  ", ", ".join(registered_algorithms()), "(or the path of an algorithm file)")
     return 0
 
