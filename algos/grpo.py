@@ -54,7 +54,7 @@ from jmarl.agents.branching import branch, branch_keys, groups, pick, ungroup
 from jmarl.agents.networks import (PolicyNet, apply_per_agent, clipped_adam, descend, flatten_obs, sequential_under_vmap,
                                    with_agent_ids)
 from jmarl.agents.opponents import with_fixed_teams
-from jmarl.agents.rollout import chunked_run, episode_metrics, evaluate_episodes, step_stats
+from jmarl.agents.rollout import chunked_run, episode_metrics, evaluate_episodes, minibatches, step_stats
 from jmarl.core.spaces import Box
 from jmarl.core.wrappers import AutoReset, EpisodeStats
 from jmarl.train.contract import RunConfig, Trainer
@@ -375,19 +375,6 @@ def make_train(config: GRPOConfig, env: Environment) -> Trainer:
                  "clip_frac": mean((jnp.abs(ratio - 1) > hp.clip_eps).astype(jnp.float32))}
         return loss, stats
 
-    def minibatches(key, batch, h0):
-        """Shuffle and split [H, B, ...] data into [M, H', B', ...]: feed-forward splits branches x steps
-        (sequences of length 1), recurrent splits branches (whole sequences, with their root hidden state)."""
-        M = config.num_minibatches
-        if config.recurrent:
-            perm = jax.random.permutation(key, B)
-            split = lambda x: jnp.swapaxes(x[:, perm].reshape((H, M, B // M) + x.shape[2:]), 0, 1)
-            return jax.tree.map(split, batch), jax.tree.map(lambda h: h[perm].reshape((M, B // M) + h.shape[1:]), h0)
-        perm = jax.random.permutation(key, H * B)
-        split = lambda x: x.reshape((H * B,) + x.shape[2:])[perm].reshape((M, 1, H * B // M) + x.shape[2:])
-        h0 = jax.tree.map(lambda h: jnp.zeros((M, H * B // M) + h.shape[1:]), h0)
-        return jax.tree.map(split, batch), h0
-
     def update(runner: RunnerState, hp: GRPOHparams):
         key, k_roots, k_branch, k_epochs = jax.random.split(runner.key, 4)
         root = roots(runner, k_roots)
@@ -422,7 +409,8 @@ def make_train(config: GRPOConfig, env: Environment) -> Trainer:
 
         def epoch(carry, key):
             batch = {t: (traj[t], advantages[t]) for t in learners}
-            return jax.lax.scan(minibatch_step, carry, minibatches(key, batch, start.hidden))
+            split = minibatches(key, batch, start.hidden, config.num_minibatches, config.recurrent)
+            return jax.lax.scan(minibatch_step, carry, split)
 
         (params, opt_state), loss_stats = jax.lax.scan(
             epoch, (runner.params, runner.opt_state), jax.random.split(k_epochs, config.num_epochs))

@@ -28,7 +28,7 @@ from jmarl.core.env import Environment, TimeStep
 from jmarl.agents.networks import (PolicyNet, ValueNet, apply_per_agent, clipped_adam, descend, flatten_obs,
                                    sequential_under_vmap, with_agent_ids)
 from jmarl.agents.opponents import with_fixed_teams
-from jmarl.agents.rollout import chunked_run, episode_metrics, evaluate_episodes, step_stats
+from jmarl.agents.rollout import chunked_run, episode_metrics, evaluate_episodes, minibatches, step_stats
 from jmarl.core.spaces import Box
 from jmarl.core.wrappers import AutoReset, EpisodeStats
 from jmarl.train.contract import RunConfig, Trainer
@@ -278,19 +278,6 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
                  "clip_frac": (jnp.abs(ratio - 1) > hp.clip_eps).mean()}
         return loss, stats
 
-    def minibatches(key, batch, h0):
-        """Shuffle and split [T, E, ...] data into [M, T', B', ...]: feed-forward splits envs x steps
-        (sequences of length 1), recurrent splits envs (whole sequences, with their start hidden state)."""
-        M = config.num_minibatches
-        if config.recurrent:
-            perm = jax.random.permutation(key, E)
-            split = lambda x: jnp.swapaxes(x[:, perm].reshape((T, M, E // M) + x.shape[2:]), 0, 1)
-            return jax.tree.map(split, batch), jax.tree.map(lambda h: h[perm].reshape((M, E // M) + h.shape[1:]), h0)
-        perm = jax.random.permutation(key, T * E)
-        split = lambda x: x.reshape((T * E,) + x.shape[2:])[perm].reshape((M, 1, T * E // M) + x.shape[2:])
-        h0 = jax.tree.map(lambda h: jnp.zeros((M, T * E // M) + h.shape[1:]), h0)
-        return jax.tree.map(split, batch), h0
-
     def update(runner: RunnerState, hp: PPOHparams):
         h0 = runner.hidden
         runner, (traj, stats) = jax.lax.scan(env_step, runner, None, T)
@@ -312,7 +299,8 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
 
         def epoch(carry, key):
             batch = {t: (traj[t], adv_targets[t]) for t in learners}
-            return jax.lax.scan(minibatch_step, carry, minibatches(key, batch, h0))
+            split = minibatches(key, batch, h0, config.num_minibatches, config.recurrent)
+            return jax.lax.scan(minibatch_step, carry, split)
 
         key, k_epochs = jax.random.split(runner.key)
         (params, opt_state), loss_stats = jax.lax.scan(

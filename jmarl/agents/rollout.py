@@ -118,6 +118,23 @@ def nonfinite_mask(runner, metrics: dict) -> jax.Array:
     return mask.astype(jnp.int32)
 
 
+def minibatches(key: jax.Array, batch: Any, h0: Any, num_minibatches: int, recurrent: bool) -> tuple[Any, Any]:
+    """Shuffle and split time-major data (leaves [T, B, ...]) into M = ``num_minibatches`` minibatches
+    (leaves [M, T', B', ...]) with their initial recurrent state ``h0`` (leaves [B, ...]) -> [M, B', ...].
+    Recurrent: split the batch axis (whole sequences, each with its start hidden state; T' = T, B' = B / M).
+    Feed-forward: split every (step, env) pair (sequences of length 1, T' = 1, B' = T * B / M; zero state)."""
+    T, B = jax.tree.leaves(batch)[0].shape[:2]
+    M = num_minibatches
+    if recurrent:
+        perm = jax.random.permutation(key, B)
+        split = lambda x: jnp.swapaxes(x[:, perm].reshape((T, M, B // M) + x.shape[2:]), 0, 1)
+        return jax.tree.map(split, batch), jax.tree.map(lambda h: h[perm].reshape((M, B // M) + h.shape[1:]), h0)
+    perm = jax.random.permutation(key, T * B)
+    split = lambda x: x.reshape((T * B,) + x.shape[2:])[perm].reshape((M, 1, T * B // M) + x.shape[2:])
+    h0 = jax.tree.map(lambda h: jnp.zeros((M, T * B // M) + h.shape[1:]), h0)
+    return jax.tree.map(split, batch), h0
+
+
 def chunked_run(init: Callable, update: Callable, evaluate: Callable, config) -> tuple[Callable, Callable]:
     """The run of every algorithm, from its pure ``init(key, hp)``, ``update(runner, hp)`` and
     ``evaluate(params, key)`` (runners are NamedTuples with ``params``, ``key`` and ``update``):
