@@ -4,6 +4,11 @@ IPPO and MAPPO differ only in what the critic sees: the agent's own observation 
 state plus a one-hot agent id (MAPPO). Each team has its own policy and critic; agents of a team share
 parameters unless ``shared_params=False`` (then every parameter gets a leading agent axis).
 
+Competitive envs (two or more learning teams, "sides") train by ``schedule`` (jmarl/agents/league.py):
+"simultaneous" (every side learns at once), "alternating" (one side learns for ``schedule_interval`` updates
+while the others are frozen) or "pool" (each side learns in its own slice of the envs against snapshots of the
+others kept on the device in the runner state, drawn per group of envs; see ``draw_opponents``/``update_league``).
+
 ``make_train(config, env)`` returns a ``Trainer`` of pure functions. ``trainer.train(key, hparams)``
 runs everything (rollouts over vmapped envs, GAE, epochs x minibatches, periodic greedy evaluation) as
 nested ``lax.scan``s; ``trainer.run_chunk`` is the same program cut into the chunks between which the
@@ -11,12 +16,12 @@ host logs and checkpoints. ``PPOHparams`` is a pytree of traced scalars, so a po
 seeds x hyperparameters is ``jax.vmap(trainer.train)``: one compile, one program.
 
 Shape legend: T rollout steps, E parallel envs, N agents in a team, O observation, D critic input,
-A actions, H recurrent hidden size, U updates in a chunk.
+A actions, H recurrent hidden size, U updates in a chunk, S sides, G opponent groups of a side's pool.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, NamedTuple
+from typing import Any, Callable, Literal, NamedTuple, Optional
 
 import distrax
 import jax
@@ -27,7 +32,8 @@ from jmarl.core.config import ConfigError
 from jmarl.core.env import Environment, TimeStep
 from jmarl.agents.networks import (PolicyNet, ValueNet, apply_per_agent, clipped_adam, descend, flatten_obs,
                                    sequential_under_vmap, with_agent_ids)
-from jmarl.agents.opponents import with_fixed_teams
+from jmarl.agents import league
+from jmarl.agents.opponents import FIXED_POLICIES, make_opponent, with_fixed_teams
 from jmarl.agents.rollout import chunked_run, episode_metrics, evaluate_episodes, minibatches, step_stats
 from jmarl.core.spaces import Box
 from jmarl.core.wrappers import AutoReset, EpisodeStats
@@ -57,7 +63,19 @@ class PPOConfig(RunConfig):
     anneal_lr: bool = True
     normalize_advantages: bool = True
     eval_greedy: bool = True
-
+    # Competitive schedules of the learning teams ("sides"; jmarl/agents/league.py): "simultaneous" (all learn at
+    # once), "alternating" (one side learns for schedule_interval updates, the others frozen, then the next) or
+    # "pool" (each side learns against snapshots of the others, one snapshot every schedule_interval updates,
+    # pool_size kept per side, drawn per group of envs by pool_sampling: "latest", "uniform", "prioritised").
+    schedule: Literal["simultaneous", "alternating", "pool"] = "simultaneous"
+    schedule_interval: int = 10
+    pool_size: int = 8
+    pool_groups: int = 4  # env groups per side's slice, each playing one drawn snapshot (pool)
+    pool_sampling: Literal["latest", "uniform", "prioritised"] = "uniform"
+    # Fixed references each side's greedy policy also meets at every evaluation (eval/vs_{name}/...): fixed_policy
+    # names or run directories. None: "random", and "heuristic" where the env has one, with schedule alternating
+    # or pool; none with simultaneous (set them to compare).
+    eval_opponents: Optional[tuple[str, ...]] = None
 
 
 @struct.dataclass
@@ -80,13 +98,30 @@ def validate(config: PPOConfig, env: Environment) -> None:
 
     config.check_schedule(config.algo)
     check_positive(config, ("num_epochs", "num_minibatches", "hidden_dim", "num_layers"), config.algo)
-    # Feed-forward minibatches split envs x steps; recurrent ones split envs (whole sequences).
-    split, what = ((config.num_envs, "num_envs") if config.recurrent
-                   else (config.batch_size, f"num_envs x num_steps = {config.batch_size}"))
+    sides = [t for t in env.teams if t not in config.fixed_teams]
+    league.check_schedule(config.algo, config.schedule, config.schedule_interval, config.pool_size,
+                          config.pool_groups, config.pool_sampling, sides, env.name, config.num_envs,
+                          config.num_updates)
+    # Feed-forward minibatches split envs x steps; recurrent ones split envs (whole sequences). A side learns
+    # from its own slice of the envs in a pool (jmarl/agents/league.py: SideLayout).
+    envs = config.num_envs // len(sides) if config.schedule == "pool" else config.num_envs
+    split, what = ((envs, "num_envs" if envs == config.num_envs else f"the {envs} envs a side learns in")
+                   if config.recurrent else
+                   (envs * config.num_steps, f"num_envs x num_steps = {config.batch_size}" if envs == config.num_envs
+                    else f"a side's {envs} envs x num_steps = {envs * config.num_steps}"))
     if split % config.num_minibatches:
         valid = [d for d in range(1, split + 1) if split % d == 0]
         raise ConfigError(f"num_minibatches={config.num_minibatches} does not divide {what}; "
                           f"valid num_minibatches: {valid}")
+    if config.eval_opponents is not None and config.eval_opponents:
+        if len(sides) < 2:
+            raise ConfigError(f"{config.algo}: eval_opponents={list(config.eval_opponents)} needs two or more "
+                              f"learning teams, but {env.name} has {sides} learning; valid: eval_opponents=()")
+        names = [league.reference_name(spec) for spec in config.eval_opponents]
+        if len(set(names)) < len(names):
+            raise ConfigError(f"{config.algo}: eval_opponents={list(config.eval_opponents)} names a reference twice "
+                              f"(by name {names}); valid: distinct fixed_policy names ({list(FIXED_POLICIES)}) or run "
+                              f"directories")
 
 
 # Valid ranges of the traced hyperparameters: jmarl.train.run checks every population member's on the host
@@ -109,9 +144,11 @@ class RunnerState(NamedTuple):
     env_state: Any  # batched [E]
     timestep: TimeStep  # batched [E]: the latest one
     starts: jax.Array  # bool[E]: timestep.obs begins an episode
-    hidden: dict  # {team: TeamHidden}
+    hidden: dict  # {team: TeamHidden}; with schedule="pool" a team's actor state in the envs where its snapshots
+    #               play is theirs
     key: jax.Array
     update: jax.Array  # i32[]: updates done so far
+    league: dict  # {team: league.Pool} of actor snapshots with schedule="pool"; {} otherwise
 
 
 class Transition(NamedTuple):
@@ -137,10 +174,16 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
     """Build the training functions of IPPO/MAPPO for ``env``; checks the config first."""
     validate(config, env)
     # Fixed teams act inside the env (jmarl/agents/opponents.py): every team this env shows learns.
-    env = AutoReset(EpisodeStats(with_fixed_teams(env, config.fixed_teams, config.fixed_policy)))
+    played = with_fixed_teams(env, config.fixed_teams, config.fixed_policy)
+    env = AutoReset(EpisodeStats(played))
     teams = env.teams
     learners = list(teams)
     E, T = config.num_envs, config.num_steps
+    # Competitive schedules (jmarl/agents/league.py). Pool: side s learns in the envs layout.learn[s] and its
+    # snapshots play the other sides' envs; learn_envs[team] indexes a team's learning data (None: every env).
+    pool = config.schedule == "pool"
+    layout = league.side_layout(E, len(learners), config.pool_groups) if pool else None
+    learn_envs = {t: layout.learn[s] if pool else None for s, t in enumerate(learners)}
     hidden_dim = config.hidden_dim if config.recurrent else 1
     net_kw = dict(hidden_dim=config.hidden_dim, num_layers=config.num_layers,
                   activation=config.activation, recurrent=config.recurrent)
@@ -203,23 +246,50 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
         params = init_params(k_params)
         tx = make_optimizer(hp)
         timestep, env_state = jax.vmap(env.reset)(jax.random.split(k_env, E))
+        pools = ({t: league.init_pool(params[t]["actor"], config.pool_size, layout.num_groups) for t in learners}
+                 if pool else {})
         return RunnerState(params, {t: tx.init(params[t]) for t in learners}, env_state, timestep,
-                           jnp.ones(E, bool), zeros_hidden(E), k_run, jnp.zeros((), jnp.int32))
+                           jnp.ones(E, bool), zeros_hidden(E), k_run, jnp.zeros((), jnp.int32), pools)
 
     # --- acting ---------------------------------------------------------------------------------------
-    def policy(params, hidden, timestep: TimeStep, starts, key, greedy: bool):
-        """Actions of every (learning) team for a batch of envs [B] from its policy.
-        Returns (hidden, {team: actions [B, N, ...] as the env takes them (Box actions clipped)},
-        {team: (action as sampled, its log-probability f32[B, N])})."""
+    def actor_out(team, actor_params, h, obs, starts):
+        """One step of ``team``'s actor for a batch [B]: h f32[B, N, H], obs [B, N, *O], starts bool[B] ->
+        (h, outputs [B, N, ...])."""
+        n = teams[team].num_agents
+        agent_starts = jnp.broadcast_to(starts[:, None], starts.shape + (n,))[None]
+        h, out = apply_per_agent(actors[team], actor_params, h, actor_input(team, obs)[None], agent_starts,
+                                 config.shared_params)
+        return h, jax.tree.map(lambda x: x[0], out)
+
+    def league_out(team, actor_params, snapshots, h, obs, starts):
+        """Pool schedule: ``team``'s actor outputs over all E envs, by its current params where it learns
+        (layout.learn) and by its drawn snapshots (``snapshots``: leaves [G, ...], one per group, vmapped over
+        the groups) where it is the opponent."""
+        s = learners.index(team)
+        mine, theirs = layout.learn[s], layout.opponent[s]
+        h_mine, out_mine = actor_out(team, actor_params, h[mine], obs[mine], starts[mine])
+        grouped = lambda x: x[theirs].reshape((layout.num_groups, layout.group_size) + x.shape[1:])
+        h_theirs, out_theirs = jax.vmap(lambda p, h, o, st: actor_out(team, p, h, o, st))(
+            snapshots, grouped(h), grouped(obs), grouped(starts))
+        flat = lambda x: x.reshape((-1,) + x.shape[2:])
+        order = layout.order[s]
+        join = lambda a, b: (lambda x: x if order is None else x[order])(jnp.concatenate([a, flat(b)]))
+        return join(h_mine, h_theirs), jax.tree.map(join, out_mine, out_theirs)
+
+    def policy(params, hidden, timestep: TimeStep, starts, key, greedy: bool, snapshots: dict | None = None):
+        """Actions of every (learning) team for a batch of envs [B] from its policy; with
+        ``snapshots`` ({team: actor params [G, ...]}; schedule="pool", B = E), a team's snapshots act in the envs
+        where it is the opponent. Returns (hidden, {team: actions [B, N, ...] as the env takes them (Box actions
+        clipped)}, {team: (action as sampled, its log-probability f32[B, N])})."""
         keys = jax.random.split(key, len(teams))
         actions, hidden, extras = {}, dict(hidden), {}
         for team, k in zip(teams, keys):
             avail = timestep.avail_actions[team]
-            n = teams[team].num_agents
-            agent_starts = jnp.broadcast_to(starts[:, None], starts.shape + (n,))[None]
-            h, out = apply_per_agent(actors[team], params[team]["actor"], hidden[team].actor,
-                                     actor_input(team, timestep.obs[team])[None], agent_starts, config.shared_params)
-            out = jax.tree.map(lambda x: x[0], out)
+            if snapshots is None:
+                h, out = actor_out(team, params[team]["actor"], hidden[team].actor, timestep.obs[team], starts)
+            else:
+                h, out = league_out(team, params[team]["actor"], snapshots[team], hidden[team].actor,
+                                    timestep.obs[team], starts)
             dist = distribution(team, out, avail)
             action = dist.mode() if greedy else dist.sample(seed=k)
             hidden[team] = hidden[team]._replace(actor=h)
@@ -232,27 +302,37 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
         h, v = apply_per_agent(critic, params[team]["critic"], hidden, cin[None], starts[None], config.shared_params)
         return h, v[0]
 
+    def learning(team: str, tree):
+        """``tree`` (leaves [E, ...]) at the envs ``team`` learns in: all of them, or its slice in a pool."""
+        idx = learn_envs[team]
+        return tree if idx is None else jax.tree.map(lambda x: x[idx], tree)
+
     # --- collect trajectories --------------------------------------------------------------------------
-    def env_step(runner: RunnerState, _):
+    def env_step(runner: RunnerState, _, snapshots=None):
         params, ts, starts = runner.params, runner.timestep, runner.starts
         key, k_act, k_env = jax.random.split(runner.key, 3)
-        hidden, actions, extras = policy(params, runner.hidden, ts, starts, k_act, greedy=False)
+        hidden, actions, extras = policy(params, runner.hidden, ts, starts, k_act, greedy=False, snapshots=snapshots)
         next_ts, env_state = jax.vmap(env.step)(jax.random.split(k_env, E), runner.env_state, actions)
         done = next_ts.done
         transitions = {}
-        for team in learners:
-            n = teams[team].num_agents
-            agent_starts = jnp.broadcast_to(starts[:, None], (E, n))
-            cin = critic_input(team, ts.obs[team], ts.global_state)
-            h_critic, value = values(params, team, runner.hidden[team].critic, cin, agent_starts)
+        for team in learners:  # a team's learning data: every env, or its own slice in a pool (B envs)
+            mine = lambda x, team=team: learning(team, x)
+            n, B = teams[team].num_agents, E if learn_envs[team] is None else len(learn_envs[team])
+            agent_starts = jnp.broadcast_to(mine(starts)[:, None], (B, n))
+            cin = critic_input(team, mine(ts.obs[team]), mine(ts.global_state))
+            h_critic, value = values(params, team, mine(runner.hidden[team].critic), cin, agent_starts)
             # Bootstrap value of the observation this step ended in (the pre-reset one at episode end).
-            final_in = critic_input(team, next_ts.info["final_obs"][team], next_ts.info["final_global_state"])
-            _, next_value = values(params, team, h_critic, final_in, jnp.zeros((E, n), bool))
+            final_in = critic_input(team, mine(next_ts.info["final_obs"][team]),
+                                    mine(next_ts.info["final_global_state"]))
+            _, next_value = values(params, team, h_critic, final_in, jnp.zeros((B, n), bool))
+            if learn_envs[team] is not None:
+                h_critic = runner.hidden[team].critic.at[learn_envs[team]].set(h_critic)
             hidden[team] = hidden[team]._replace(critic=h_critic)
-            action, log_prob = extras[team]
+            action, log_prob = mine(extras[team])
             transitions[team] = Transition(
-                actor_input(team, ts.obs[team]), cin, agent_starts, ts.avail_actions[team], action, log_prob,
-                value, next_value, next_ts.reward[team], next_ts.terminated[:, None], done[:, None])
+                actor_input(team, mine(ts.obs[team])), cin, agent_starts, mine(ts.avail_actions[team]), action,
+                log_prob, value, next_value, mine(next_ts.reward[team]), mine(next_ts.terminated)[:, None],
+                mine(done)[:, None])
         runner = runner._replace(env_state=env_state, timestep=next_ts, starts=done, hidden=hidden, key=key)
         return runner, (transitions, step_stats(next_ts))
 
@@ -278,23 +358,73 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
                  "clip_frac": (jnp.abs(ratio - 1) > hp.clip_eps).mean()}
         return loss, stats
 
+    # --- the league (schedule="pool"): opponents drawn before a rollout, outcomes and snapshots after -------
+    def draw_opponents(runner: RunnerState) -> tuple[RunnerState, dict]:
+        """Draw every group's snapshot for this rollout; returns the runner and {team: actor params [G, ...]}. The
+        draw's key is folded from the run's, not split off it, so the rest of the random stream is unchanged."""
+        pools, snapshots, hidden = {}, {}, dict(runner.hidden)
+        for s, team in enumerate(learners):
+            # The snapshot of update 0 is the parameters the run starts from, also where a warm start (init_from)
+            # set them after ``init``.
+            start = league.init_pool(runner.params[team]["actor"], config.pool_size, layout.num_groups)
+            current = jax.tree.map(lambda a, b: jnp.where(runner.update == 0, a, b), start, runner.league[team])
+            key = jax.random.fold_in(runner.key, DRAW_STREAM + s)
+            pools[team], changed = league.redraw(key, current, config.pool_sampling)
+            snapshots[team] = league.gather(pools[team], pools[team].slots)
+            if config.recurrent:  # a group that meets another snapshot starts it from a fresh recurrent state
+                theirs, h = layout.opponent[s], hidden[team].actor
+                fresh = jnp.repeat(changed, layout.group_size)[:, None, None]
+                hidden[team] = hidden[team]._replace(actor=h.at[theirs].set(jnp.where(fresh, 0.0, h[theirs])))
+        return runner._replace(league=pools, hidden=hidden), snapshots
+
+    def update_league(runner: RunnerState, stats: dict, update: jax.Array) -> tuple[RunnerState, dict]:
+        """After update ``update`` (0-based): credit each played snapshot with its wins over the learner, then
+        snapshot every side when ``schedule_interval`` updates have passed."""
+        beaten, played, metrics = [], [], {}
+        for team, mine in zip(learners, layout.learn):
+            ret, done = stats["episode_return"][team].sum(-1)[:, mine], stats["episode_done"][:, mine]  # [T, E/S]
+            b, p = league.side_outcomes(ret, done)
+            beaten.append(b), played.append(p)
+            metrics[f"league/{team}/return"] = (ret * done).sum() / jnp.maximum(done.sum(), 1)
+        pools, due = {}, (update + 1) % config.schedule_interval == 0
+        for s, team in enumerate(learners):
+            pools[team] = league.record(runner.league[team], *league.pool_outcomes(layout, s, beaten, played))
+            metrics.update(league.pool_metrics(team, pools[team], update))
+            pools[team] = league.add_snapshot(pools[team], runner.params[team]["actor"], update + 1, due)
+        return runner._replace(league=pools), metrics
+
     def update(runner: RunnerState, hp: PPOHparams):
-        h0 = runner.hidden
-        runner, (traj, stats) = jax.lax.scan(env_step, runner, None, T)
+        snapshots, update_index = None, runner.update
+        if pool:
+            runner, snapshots = draw_opponents(runner)
+        h0 = {t: learning(t, runner.hidden[t]) for t in learners}
+        runner, (traj, stats) = jax.lax.scan(lambda r, x: env_step(r, x, snapshots), runner, None, T)
         adv_targets = {t: gae(traj[t], hp.gamma, hp.gae_lambda) for t in learners}
         tx = make_optimizer(hp)
         frac = 1.0 - runner.update / config.num_updates if config.anneal_lr else 1.0
         lr = hp.lr * frac
+        # Alternating: bool[S], the side that learns in this update; the others take no step at all.
+        learns = (league.alternating_learners(update_index, config.schedule_interval, len(learners))
+                  if config.schedule == "alternating" else None)
 
         def minibatch_step(carry, mb):
             params, opt_state = carry
             batch, h0 = mb
             new_params, new_opt, stats = {}, {}, {}
-            for team in learners:
+            for s, team in enumerate(learners):
                 tr, (adv, targets) = batch[team]
-                grads, stats[team] = jax.grad(team_loss, has_aux=True)(
-                    params[team], team, h0[team], tr, adv, targets, hp)
-                new_params[team], new_opt[team] = descend(tx, lr, params[team], opt_state[team], grads)
+
+                def step(p, o, team=team, tr=tr, adv=adv, targets=targets):
+                    grads, st = jax.grad(team_loss, has_aux=True)(p, team, h0[team], tr, adv, targets, hp)
+                    return (*descend(tx, lr, p, o, grads), st)
+
+                if learns is None:
+                    new_params[team], new_opt[team], stats[team] = step(params[team], opt_state[team])
+                else:  # frozen: parameters and optimiser state unchanged; its loss statistics read 0
+                    zero = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype),
+                                        jax.eval_shape(step, params[team], opt_state[team])[2])
+                    new_params[team], new_opt[team], stats[team] = jax.lax.cond(
+                        learns[s], step, lambda p, o: (p, o, zero), params[team], opt_state[team])
             return (new_params, new_opt), stats
 
         def epoch(carry, key):
@@ -306,17 +436,42 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
         (params, opt_state), loss_stats = jax.lax.scan(
             epoch, (runner.params, runner.opt_state), jax.random.split(k_epochs, config.num_epochs))
         runner = runner._replace(params=params, opt_state=opt_state, key=key, update=runner.update + 1)
-        return runner, {**episode_metrics(stats), **{f"loss/{t}/{k}": v.mean() for t, s in loss_stats.items()
-                                                       for k, v in s.items()}}
+        metrics = {**episode_metrics(stats), **{f"loss/{t}/{k}": v.mean() for t, s in loss_stats.items()
+                                                for k, v in s.items()}}
+        if learns is not None:
+            metrics.update({f"league/{t}/learning": learns[s].astype(jnp.float32) for s, t in enumerate(learners)})
+        if pool:
+            runner, league_metrics = update_league(runner, stats, update_index)
+            metrics.update(league_metrics)
+        return runner, metrics
 
     # --- evaluation -----------------------------------------------------------------------------------
+    def act(p, h, ts, starts, k):
+        return policy(p, h, ts, starts, k, greedy=config.eval_greedy)[:2]
+
     def evaluate(params, key, num_episodes: int = config.eval_episodes) -> dict:
         """One episode in each of ``num_episodes`` envs (static) with ``params``: see ``evaluate_episodes``."""
-        act = lambda p, h, ts, starts, k: policy(p, h, ts, starts, k, greedy=config.eval_greedy)[:2]
         return evaluate_episodes(env, act, params, zeros_hidden(num_episodes), key, num_episodes)
 
+    # Fixed references (eval_opponents): each side meets each of them at every chunk's evaluation, so a curve
+    # shows whether a league makes progress against something that does not move. Self-play and every matchup are
+    # one vmapped episode loop (league.evaluate_vs_references). The final evaluation (``evaluate``) leaves them out.
+    specs = config.eval_opponents
+    if specs is None:  # by default with a competitive schedule (simultaneous runs keep their program as it was)
+        scripted = callable(getattr(type(played), "heuristic_actions", None))
+        specs = ("random", "heuristic") if scripted else ("random",)
+        specs = specs if config.schedule != "simultaneous" and len(learners) >= 2 else ()
+    references = {league.reference_name(spec): {t: make_opponent(played, t, spec) for t in learners}
+                  for spec in specs}
+
+    def evaluate_chunk(params, key) -> dict:
+        if not references:
+            return evaluate(params, key)
+        n = config.eval_episodes
+        return league.evaluate_vs_references(played, act, params, zeros_hidden(n), key, n, references, self_play=True)
+
     # --- chunks and the whole run: updates_per_chunk updates + an evaluation, num_chunks times ----------
-    run_chunk, train = chunked_run(init, update, evaluate, config)
+    run_chunk, train = chunked_run(init, update, evaluate_chunk, config)
 
     return Trainer(config, env, init, run_chunk, train, evaluate, policy)
 
@@ -337,6 +492,10 @@ def gae(tr: Transition, gamma: jax.Array, gae_lambda: jax.Array) -> tuple[jax.Ar
     xs = (tr.reward, tr.value, tr.next_value, tr.terminated, tr.done)
     _, adv = jax.lax.scan(backward, jnp.zeros_like(tr.value[0]), xs, reverse=True)
     return adv, adv + tr.value
+
+
+# The pool's draws fold this (plus the side's index) into the run's key: a stream of their own.
+DRAW_STREAM = 1 << 20
 
 
 def hparams_as_arrays(hp: PPOHparams) -> PPOHparams:

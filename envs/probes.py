@@ -8,6 +8,9 @@ team API: each is a complete environment in a few dozen lines).
   the first choice needs credit assigned through time. Optimum 8.
 - ``probe_continuous``: a one-step cooperative game with Box actions: each agent should output the
   target it observes. Optimum 0 (see ``ContinuousProbe``).
+- ``probe_comm``: a referential game in which communication is necessary: a speaker sees a private
+  goal, a listener who sees nothing must act on it. Without a channel the best return is chance; with
+  one (``messages=V``, ``jmarl.core.messages``) it is 1 per agent (see ``CommProbe``).
 """
 from __future__ import annotations
 
@@ -134,3 +137,64 @@ class ContinuousProbe(Environment):
         a = jnp.clip(actions["agents"], -1.0, 1.0)
         reward = -jnp.mean(jnp.sum(jnp.square(a - state.target), axis=-1))
         return self._timestep(state, reward, jnp.ones((), bool)), state
+
+
+@struct.dataclass
+class CommProbeState:
+    goal: jax.Array  # i32[]: the speaker's private goal
+    step: jax.Array  # i32[]
+
+
+class CommProbe(Environment):
+    """``probe_comm``: a speaker knows a goal, a listener must name it, and nothing but a message links them.
+
+    Team "agents": agent 0 the speaker, agent 1 the listener; actions Discrete(``num_goals``). Episodes are
+    two steps: the goal (uniform) is shown to the speaker only, obs f32[num_goals + 2] = ``[one-hot goal,
+    is speaker, is listener]`` (the listener's goal part is zeros). The second step pays both agents 1 if
+    the listener's action is the goal, else 0 (the first step pays nothing); the speaker's actions do not
+    matter. So the listener can do better than chance (1 / num_goals) only by hearing, on the second step, a
+    message the speaker sent on the first: with ``messages=V >= num_goals`` the optimum is a team return of
+    2 (1 per agent); with no channel, or a randomised one (``messages_randomised=True``), it is
+    2 / num_goals. ``info["goal"]`` (i32[]) is the speaker's private information.
+    """
+
+    @dataclass(frozen=True)
+    class Config:
+        num_goals: int = 2
+
+    name, max_steps = "probe_comm", 2
+
+    def __init__(self, config: Config = Config()):
+        if config.num_goals < 2:
+            raise ValueError(f"num_goals={config.num_goals}: a goal is one of at least 2")
+        self.config = config
+
+    @property
+    def teams(self):
+        k = self.config.num_goals
+        return {"agents": Team(2, (k + 2,), Discrete(k))}
+
+    @property
+    def global_state_shape(self):
+        return (self.config.num_goals + 1,)
+
+    def _timestep(self, state, reward, done):
+        k = self.config.num_goals
+        goal = jax.nn.one_hot(state.goal, k)
+        obs = jnp.stack([jnp.concatenate([goal, jnp.array([1.0, 0.0])]),
+                         jnp.concatenate([jnp.zeros(k), jnp.array([0.0, 1.0])])])
+        return TimeStep(
+            obs={"agents": obs}, reward={"agents": jnp.full((2,), reward, jnp.float32)},
+            terminated=done, truncated=jnp.zeros((), bool),
+            global_state=jnp.concatenate([goal, state.step[None].astype(jnp.float32)]),
+            avail_actions={"agents": jnp.ones((2, k), bool)}, info={"goal": state.goal})
+
+    def _reset(self, key):
+        state = CommProbeState(jax.random.randint(key, (), 0, self.config.num_goals), jnp.zeros((), jnp.int32))
+        return self._timestep(state, 0.0, jnp.zeros((), bool)), state
+
+    def _step(self, key, state, actions):
+        last = state.step == 1
+        reward = jnp.where(last & (actions["agents"][1] == state.goal), 1.0, 0.0)
+        state = state.replace(step=state.step + 1)
+        return self._timestep(state, reward, last), state

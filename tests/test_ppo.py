@@ -125,7 +125,8 @@ SHARDED = textwrap.dedent("""
     import jmarl
     from jmarl.algos.ppo import PPOConfig, PPOHparams, make_train
     from jmarl.train.run import Population, population_sharding
-    cfg = PPOConfig(num_envs=16, num_steps=8, total_timesteps=16 * 8 * 20, num_minibatches=2, num_evals=2, eval_episodes=16)
+    cfg = PPOConfig(num_envs=16, num_steps=8, total_timesteps=16 * 8 * 20, num_minibatches=2, num_evals=2, eval_episodes=16,
+                    hidden_dim=16, num_layers=1)
     trainer = make_train(cfg, jmarl.make("probe_two_step"))
     pop = Population.grid([PPOHparams(lr=1e-3), PPOHparams(lr=3e-3)], [0, 1])
     keys, hps = pop.stacked()
@@ -143,7 +144,8 @@ SHARDED = textwrap.dedent("""
 
 
 def test_sharded_population_matches_one_device(tmp_path):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    env = dict(os.environ, JAX_PLATFORMS="cpu",  # keeps conftest's flags
+               XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4")
     proc = subprocess.run([sys.executable, "-c", SHARDED], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = __import__("json").loads(proc.stdout.strip().splitlines()[-1])

@@ -174,7 +174,7 @@ MULTI_DEVICE = textwrap.dedent("""
     out = sys.argv[1]
     rc = main(["sweep", "ippo", "--env", "probe_two_step", "--seeds", "2", "--out", out, "--quiet", "--wandb",
                "disabled", "lr=1e-3,3e-3", "num_envs=8", "num_steps=4", "total_timesteps=256", "num_minibatches=2",
-               "num_evals=4", "eval_episodes=8"])
+               "num_evals=4", "eval_episodes=8", "hidden_dim=16", "num_layers=1"])
     assert rc == 0
     rows = [json.loads(line) for line in open(out + "/metrics.jsonl")]
     print(json.dumps(sorted({r["chunk"] for r in rows})))
@@ -184,7 +184,8 @@ MULTI_DEVICE = textwrap.dedent("""
 def test_sweep_runs_every_chunk_on_four_devices(tmp_path):
     # The population axis is sharded over 4 (simulated) devices; chunk 2 onwards must reuse the compiled
     # program, which needs the runner placed as the program expects from the first chunk on.
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    env = dict(os.environ, JAX_PLATFORMS="cpu",  # keeps conftest's flags
+               XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4")
     proc = subprocess.run([sys.executable, "-c", MULTI_DEVICE, str(tmp_path / "run")], env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

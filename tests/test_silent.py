@@ -234,6 +234,27 @@ def test_resume_refuses_a_python_population_that_differs(stub_run):
         train(other, Population.grid([other.hparams], [0]), run_dir, resume=True)
 
 
+def test_a_run_older_than_a_setting_resumes_when_the_setting_keeps_its_default(stub_run, capsys):
+    """A run started before jmarl gained a setting has no entry for it in config.json: resuming it at the
+    setting's default is the same run; at another value it is not."""
+    run_dir, calls = stub_run
+    _finish(run_dir)
+    saved = json.loads((run_dir / "config.json").read_text())
+    added = {k: saved["config"].pop(k) for k in ("objective", "schedule", "init_from")}
+    assert added["schedule"] == "simultaneous"  # defaults: these runs trained as before the settings existed
+    saved["config"].pop("num_envs")  # 8 in this run, 64 by default
+    (run_dir / "config.json").write_text(json.dumps(saved))
+    resolved = resolve("ippo", "probe_matrix", dict(s.split("=") for s in SMALL))  # num_envs=8: not the default
+    with pytest.raises(RunDirectoryError, match=r"started with different settings: config.num_envs: '\(unset\)' "
+                                                r"in the run, 8 now\. Resume"):  # nothing about the new settings
+        train(resolved, Population.grid([resolved.hparams], [0]), run_dir, resume=True)
+    capsys.readouterr()
+    saved["config"]["num_envs"] = 8
+    (run_dir / "config.json").write_text(json.dumps(saved))
+    rc, out, err = jmarl_cli(capsys, "train", "--resume", run_dir)
+    assert rc == 0 and "is finished" in out and len(calls) == 1, err
+
+
 def test_resuming_a_finished_run_changes_nothing(stub_run, capsys):
     run_dir, calls = stub_run
     _finish(run_dir)

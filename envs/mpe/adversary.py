@@ -13,6 +13,13 @@ Rewards: an adversary gets ``-dist(itself, goal)``; every good agent gets
 Scripted heuristic (``heuristic_actions``, from the state): adversaries head for the goal (they are told
 it: a strong opponent); good agent i heads for landmark i (mod N), so the goal is covered and so is
 every decoy.
+
+Competitive metrics (``info["metrics"]``, summed per episode by ``EpisodeStats`` into ``eval/metric/NAME``),
+both **per-episode means** over the positions after each of the episode's ``max_steps`` steps (each step
+reports its distance / ``max_steps``): ``good_to_goal``, the distance from the goal to the nearest good
+agent; ``adversary_to_goal``, the adversaries' distance to the goal (their mean where there are several).
+Lower is better for the team they measure. The default objective is the good agents' return,
+``return/agents``.
 """
 from __future__ import annotations
 
@@ -41,6 +48,7 @@ class SimpleAdversary(MPEEnv):
         continuous_actions: bool = False
 
     name = "mpe_adversary"
+    objective = "return/agents"  # the headline: the good agents' return (they guard the goal)
 
     def __init__(self, config: Config = Config()) -> None:
         super().__init__(config)
@@ -79,6 +87,16 @@ class SimpleAdversary(MPEEnv):
         to_goal = jnp.sum(geo.dist[:, :self.world.num_landmarks] * self._goal_mask(state), axis=1)  # f32[A]
         good = jnp.sum(to_goal[:na]) - jnp.min(to_goal[na:])
         return {"adversaries": -to_goal[:na], "agents": jnp.full((ng,), good, jnp.float32)}
+
+    def _info(self, state: AdversaryState) -> dict[str, jax.Array]:
+        """``metrics``: this step's share (distance / max_steps) of the per-episode mean distances to the goal
+        (see the module doc); zeros on a reset TimeStep (step 0)."""
+        na = self.team_sizes["adversaries"]
+        goal = jnp.sum(state.landmark_pos * self._goal_mask(state)[:, None], axis=0)  # f32[2]
+        to_goal = jnp.sqrt(jnp.sum(jnp.square(state.agent_pos - goal), axis=-1))  # f32[A]
+        share = jnp.where(state.step > 0, 1.0 / self.config.max_steps, 0.0)
+        return {"metrics": {"good_to_goal": jnp.min(to_goal[na:]) * share,
+                            "adversary_to_goal": jnp.mean(to_goal[:na]) * share}}
 
     def heuristic_actions(self, key: jax.Array, state: AdversaryState, team: str) -> jax.Array:
         """The scripted policy of ``team`` (deterministic): i32[N] moves, or f32[N, 5] with

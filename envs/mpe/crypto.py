@@ -56,6 +56,7 @@ class SimpleCrypto(MPEEnv):
         continuous_actions: bool = False
 
     name = "mpe_crypto"
+    objective = "return/listener"  # the headline: Bob and Alice (one reward) against Eve
 
     def __init__(self, config: Config = Config()) -> None:
         super().__init__(config)

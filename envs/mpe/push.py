@@ -50,6 +50,7 @@ class SimplePush(MPEEnv):
         continuous_actions: bool = False
 
     name = "mpe_push"
+    objective = "return/agents"  # the headline (jmarl.agents.rollout): the agent that seeks the goal
 
     def __init__(self, config: Config = Config()) -> None:
         super().__init__(config)

@@ -51,6 +51,7 @@ class SimpleSpeakerListener(MPEEnv):
         continuous_actions: bool = False
 
     name = "mpe_speaker_listener"
+    objective = "return"  # one goal, one reward: the headline sums both teams
 
     def __init__(self, config: Config = Config()) -> None:
         super().__init__(config)

@@ -7,6 +7,12 @@ agents are silent, so the comm slots are the zeros mpe2 shows.
 Reward of agent i: ``(1 - local_ratio) * global + local_ratio * local_i`` with ``global = -sum over
 landmarks of the distance to the closest agent`` and ``local_i = -(number of other agents touching i)``.
 
+Episode metrics (``info["metrics"]``, summed per episode by ``EpisodeStats`` into ``eval/metric/NAME`` and
+results.json), as mpe2's ``benchmark_data`` measures them:
+- ``collisions``: pairs of agents touching, counted on every step (an episode's total);
+- ``covered``: landmarks with an agent within 0.1 of their centre at the episode's end (of L);
+- ``final_distance``: the mean over landmarks of the closest agent's distance at the episode's end.
+
 Scripted heuristic (``heuristic_actions``): agent i heads for landmark i (mod L), a fixed assignment.
 """
 from __future__ import annotations
@@ -21,6 +27,7 @@ from jmarl.envs.mpe.core import DEFAULT_ACCEL, DIM_C, Geometry, MPEEnv, MPEState
 
 AGENT_SIZE = 0.15
 LANDMARK_SIZE = 0.05  # mpe2's default entity size; landmarks do not collide here
+COVER_DISTANCE = 0.1  # a landmark is covered by an agent this close (mpe2's benchmark_data "occupied")
 
 
 class SimpleSpread(MPEEnv):
@@ -65,6 +72,25 @@ class SimpleSpread(MPEEnv):
         coverage = -jnp.sum(jnp.min(geo.dist[:, :num_landmarks], axis=0))  # f32[]: closest agent per landmark
         ratio = self.config.local_ratio
         return {"agents": coverage * (1.0 - ratio) + local * ratio}
+
+    def _timestep(self, state: MPEState, geo: Geometry, reward: dict[str, jax.Array]):
+        ts = super()._timestep(state, geo, reward)
+        return ts.replace(info={**ts.info, "metrics": self.episode_metrics(state, geo)})
+
+    def episode_metrics(self, state: MPEState, geo: Geometry) -> dict[str, jax.Array]:
+        """{name: f32[]} of this state (the module doc): collisions on every step after a reset, coverage and
+        distance on the episode's last step only, so their episode sums are the values at its end."""
+        num_landmarks = self.world.num_landmarks
+        stepped = (state.step > 0).astype(jnp.float32)  # zeros after reset
+        last = (state.step >= self.config.max_steps).astype(jnp.float32)
+        touching = jnp.sum(geo.dist[:, num_landmarks:] < 2 * AGENT_SIZE, dtype=jnp.float32) / 2.0  # pairs
+        if num_landmarks == 0:
+            zero = jnp.zeros((), jnp.float32)
+            return {"collisions": touching * stepped, "covered": zero, "final_distance": zero}
+        closest = jnp.min(geo.dist[:, :num_landmarks], axis=0)  # f32[L]
+        return {"collisions": touching * stepped,
+                "covered": jnp.sum(closest < COVER_DISTANCE, dtype=jnp.float32) * last,
+                "final_distance": jnp.mean(closest) * last}
 
     def heuristic_actions(self, key: jax.Array, state: MPEState, team: str = "agents") -> jax.Array:
         """The scripted policy (deterministic): agent i heads for landmark i mod L (no landmarks: stay).

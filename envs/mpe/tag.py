@@ -8,6 +8,13 @@ Rewards: every predator gets +10 per (prey, predator) pair touching; a prey gets
 touching it and a penalty for leaving the arena (per coordinate, 0 below 0.9, linear to 1 at 1.0,
 then ``min(exp(2x - 2), 10)``). So captures per episode = predator team return / (10 x predators).
 
+Competitive metrics (``info["metrics"]``, summed per episode by ``EpisodeStats`` into ``eval/metric/NAME``):
+``captures``, the (prey, predator) pairs touching after each step, as the reward counts them (so per
+episode: predator team return / (10 x predators)); ``time_to_first_capture``, the steps up to and including
+the first one that ends with a capture (the episode's length when none does). The state keeps whether a
+capture happened yet (``TagState.captured``). The default objective (what ``results.json`` reports as the
+headline and sweeps pick the best configuration by) is the predators' return, ``return/adversaries``.
+
 Scripted policy (``heuristic_actions(key, state, team)``; what ``fixed_policy=heuristic`` plays):
 predators chase the nearest prey; prey flee the nearest predator and turn back before the arena's edge.
 It reads positions from the state, as SMAX's heuristic does (one signature for every env's heuristic);
@@ -21,7 +28,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jmarl.envs.mpe.core import Geometry, MPEEnv, MPEState, World, drop_diagonal, steer, uniform_positions
+from flax import struct
+
+from jmarl.core.env import TimeStep
+from jmarl.envs.mpe.core import (Geometry, MPEEnv, MPEState, World, drop_diagonal, geometry, steer,
+                                 uniform_positions)
 
 ADVERSARY_SIZE, PREY_SIZE, OBSTACLE_SIZE = 0.075, 0.05, 0.2
 ADVERSARY_ACCEL, PREY_ACCEL = 3.0, 4.0
@@ -38,6 +49,11 @@ def out_of_bounds_penalty(pos: jax.Array) -> jax.Array:
     return jnp.sum(jnp.where(x < 0.9, 0.0, penalty), axis=-1)
 
 
+@struct.dataclass
+class TagState(MPEState):
+    captured: jax.Array  # bool[]: some prey was caught after a step of this episode (time_to_first_capture)
+
+
 class SimpleTag(MPEEnv):
     @dataclass(frozen=True)
     class Config:
@@ -48,6 +64,7 @@ class SimpleTag(MPEEnv):
         continuous_actions: bool = False
 
     name = "mpe_tag"
+    objective = "return/adversaries"  # the headline: the predators' return (10 x predators per capture)
 
     def __init__(self, config: Config = Config()) -> None:
         super().__init__(config)
@@ -66,9 +83,24 @@ class SimpleTag(MPEEnv):
         base = 4 + 2 * config.num_obstacles + 2 * (na + ng - 1)
         self.obs_sizes = {"adversaries": base + 2 * ng, "prey": base + 2 * (ng - 1)}
 
-    def _initial_state(self, key: jax.Array) -> MPEState:
+    def _initial_state(self, key: jax.Array) -> TagState:
         agent_pos, landmark_pos = uniform_positions(key, self.world, OBSTACLE_RANGE)
-        return MPEState(agent_pos, jnp.zeros_like(agent_pos), landmark_pos, jnp.zeros((), jnp.int32))
+        return TagState(agent_pos, jnp.zeros_like(agent_pos), landmark_pos, jnp.zeros((), jnp.int32),
+                        jnp.zeros((), bool))
+
+    def _step(self, key: jax.Array, state: MPEState, actions) -> tuple[TimeStep, TagState]:
+        # A plain MPEState (built by hand, e.g. from mpe2's recorded states) counts as "no capture yet".
+        captured = state.captured if isinstance(state, TagState) else jnp.zeros((), bool)
+        ts, state = super()._step(key, state, actions)
+        hits = jnp.sum(self._hits(geometry(state.agent_pos, state.landmark_pos)))  # f32[]; XLA shares the geometry
+        state = TagState(state.agent_pos, state.agent_vel, state.landmark_pos, state.step, captured | (hits > 0))
+        metrics = {"captures": hits, "time_to_first_capture": (~captured).astype(jnp.float32)}
+        return ts.replace(info=dict(ts.info, metrics=metrics)), state
+
+    def _info(self, state: MPEState) -> dict[str, jax.Array]:
+        """The metrics of a reset TimeStep (zeros); ``_step`` writes each step's."""
+        zero = jnp.zeros((), jnp.float32)
+        return {"metrics": {"captures": zero, "time_to_first_capture": zero}}
 
     def _observe(self, state: MPEState, geo: Geometry) -> dict[str, jax.Array]:
         na, ng = self.team_sizes["adversaries"], self.team_sizes["prey"]
@@ -79,11 +111,16 @@ class SimpleTag(MPEEnv):
         return {"adversaries": jnp.concatenate([common[:na], adv_sees], axis=1),
                 "prey": jnp.concatenate([common[na:], prey_sees], axis=1)}
 
-    def _rewards(self, state: MPEState, geo: Geometry) -> dict[str, jax.Array]:
+    def _hits(self, geo: Geometry) -> jax.Array:
+        """f32[G]: the predators touching each prey (what the reward pays for)."""
         na, first = self.team_sizes["adversaries"], self.world.num_landmarks
         # A prey's other agents start with the predators (lower indices): f32[G, na]
         caught = geo.dist[na:, first:first + na] < np.float32(PREY_SIZE + ADVERSARY_SIZE)
-        hits = jnp.sum(caught, axis=1, dtype=jnp.float32)  # f32[G]
+        return jnp.sum(caught, axis=1, dtype=jnp.float32)
+
+    def _rewards(self, state: MPEState, geo: Geometry) -> dict[str, jax.Array]:
+        na = self.team_sizes["adversaries"]
+        hits = self._hits(geo)  # f32[G]
         prey = -CAPTURE_REWARD * hits - out_of_bounds_penalty(state.agent_pos[na:])
         return {"adversaries": jnp.full((na,), CAPTURE_REWARD * jnp.sum(hits), jnp.float32), "prey": prey}
 

@@ -73,6 +73,7 @@ class SimpleWorldComm(MPEEnv):
         continuous_actions: bool = False
 
     name = "mpe_world_comm"
+    objective = "return/adversaries"  # the headline: the predators' return, as mpe_tag's
 
     def __init__(self, config: Config = Config()) -> None:
         super().__init__(config)

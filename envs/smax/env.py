@@ -30,7 +30,13 @@ Global state [U * F_OWN + 1]: every unit's own features (allies first), then ste
 Reward (shared within a team): the fraction of health the foes lost this step, averaged over foes
 (a whole battle's damage sums to at most 1, as in JaxMARL), plus ``win_bonus`` on the step the last foe
 dies while a teammate lives. Terminated when a team is eliminated; truncated at ``max_steps``.
-``info["won"]``: the allies won on this step.
+``info["won"]``: the allies won on this step. ``info["metrics"]`` (episode metrics): ``allies_won``,
+``enemies_won`` and ``draw`` (neither side won: both eliminated at once, or the time limit), 1 on the step
+that ends the episode: the win rate of each side. The default objective is the allies' win rate. Combat
+metrics, summed per episode: ``damage_dealt`` and ``damage_taken`` (health fractions the enemies and the allies
+lost: 3 is three units' worth), ``allies_alive`` and ``enemies_alive`` (units alive at the end), ``attacks``
+(attack actions of living allies) and ``focused_attacks`` (those aimed at the enemy most attacked on their step):
+focus fire is ``focused_attacks / attacks`` (1: every step's attacks on one enemy).
 
 Differences from JaxMARL's SMAX (whose unit stats, map, timing, cooldown noise and reward scale these
 are): the map edge stops units instead of killing them (SC2 has no lethal walls); the scripted enemy
@@ -64,6 +70,7 @@ F_OWN = 4 + NUM_UNIT_TYPES
 F_UNIT = 5 + NUM_UNIT_TYPES
 F_ACT = 3  # per unit block with obs_last_action
 GAME_LOOP = 1.0 / 16  # seconds per SC2 game loop at "normal" speed
+COMBAT_METRICS = ("damage_dealt", "damage_taken", "attacks", "focused_attacks")  # per step (module doc)
 
 
 @struct.dataclass
@@ -98,6 +105,8 @@ class SMAX(Environment[SMAXState]):
     observations: the fast path). For any other fixed enemy, make ``enemy="learning"`` and hold the
     "enemies" team to an opponent: ``jmarl.agents.opponents.with_fixed_teams(env, ["enemies"], spec)``.
     """
+
+    objective = "win_rate"  # the headline of a run (jmarl.agents.rollout): the allies' win rate
 
     @dataclass(frozen=True)
     class Config:
@@ -242,13 +251,18 @@ class SMAX(Environment[SMAXState]):
         terminated = ~(allies_alive & enemies_alive)
         state = SMAXState(jnp.stack([x, y], -1), health, cooldown, state.unit_type, act, state.step + 1)
         truncated = (state.step >= cfg.max_steps) & ~terminated
-        ts = self._timestep(state, onehot, stats, (reward_allies, reward_enemies), terminated, truncated, allies_won)
+        # Combat metrics of this step (the module doc): who lost what, and how concentrated the allies' attacks were.
+        per_enemy = jnp.sum(targets[:n, n:], axis=0, dtype=jnp.float32)  # [M] allies attacking each enemy
+        combat = {"damage_dealt": jnp.sum(lost[n:]), "damage_taken": jnp.sum(lost[:n]),
+                  "attacks": jnp.sum(per_enemy), "focused_attacks": jnp.max(per_enemy)}
+        ts = self._timestep(state, onehot, stats, (reward_allies, reward_enemies), terminated, truncated, allies_won,
+                            combat)
         return ts, state
 
     # ------------------------------------------------------------------------------------------------
     # Observations
     # ------------------------------------------------------------------------------------------------
-    def _timestep(self, state, onehot, stats, rewards, terminated, truncated, won) -> TimeStep:
+    def _timestep(self, state, onehot, stats, rewards, terminated, truncated, won, combat=None) -> TimeStep:
         n, m, size = self.num_allies, self.num_enemies, self.config.map_size
         dx, dy, d2 = pairwise(state.pos[:, 0], state.pos[:, 1])
         alive = state.health > 0
@@ -266,8 +280,19 @@ class SMAX(Environment[SMAXState]):
             avail["enemies"] = self._team_avail(slice(n, None), slice(0, n), alive, stats.attack_range, d2)
             reward["enemies"] = jnp.full((m,), rewards[1])
         global_state = jnp.concatenate([own.reshape(-1), (state.step / self.config.max_steps)[None]])
+        # Win rate per side (episode metrics, eval/metric/NAME): 1 on the step that ends the episode, so the three
+        # sum to 1 per episode; a draw is an end without a winner (both sides eliminated at once, or max_steps).
+        enemies_won = terminated & jnp.any(alive[n:]) & ~jnp.any(alive[:n])
+        draw = (terminated | truncated) & ~won & ~enemies_won
+        outcome = {"allies_won": won, "enemies_won": enemies_won, "draw": draw}
+        # Units alive at the episode's end; combat metrics of the step (zeros after a reset).
+        done = (terminated | truncated).astype(jnp.float32)
+        outcome.update(allies_alive=jnp.sum(alive[:n], dtype=jnp.float32) * done,
+                       enemies_alive=jnp.sum(alive[n:], dtype=jnp.float32) * done,
+                       **(combat or {k: jnp.zeros(()) for k in COMBAT_METRICS}))
         return TimeStep(obs=obs, reward=reward, terminated=terminated, truncated=truncated,
-                        global_state=global_state, avail_actions=avail, info={"won": won})
+                        global_state=global_state, avail_actions=avail,
+                        info={"won": won, "metrics": {k: v.astype(jnp.float32) for k, v in outcome.items()}})
 
     def _team_obs(self, lo, hi, own, health, cooldown, onehot, alive, sight, dx, dy, d2, last_action) -> jax.Array:
         """f32[n, O] for the units lo:hi (one team): own features, teammates, then foes."""

@@ -32,13 +32,40 @@ import typing
 from functools import partial
 from typing import Any, Callable, Literal, Mapping, Optional, Sequence
 
+import os
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
-from jaxmarl.environments import spaces as jm_spaces
-from jaxmarl.environments.multi_agent_env import MultiAgentEnv
-from jaxmarl.environments.multi_agent_env import State as JaxMARLState
+
+
+def _import_jaxmarl_quietly() -> None:
+    """Import jaxmarl's environments once, keeping jmarl's output clean: its package prints banners to stdout
+    at import, and its mabrax module resets ``sys.stdout``/``sys.stderr`` to the process's original streams
+    (which undoes any redirection the caller set up, pytest's capture and ``contextlib.redirect_*`` included)."""
+    out, err = sys.stdout, sys.stderr
+    # The banner may be printed after mabrax has pointed sys.stdout at the original stream, so silence file
+    # descriptor 1 itself for the import.
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            import jaxmarl.registration  # noqa: F401  (imports every environment module)
+    finally:
+        if sys.__stdout__ is not None:
+            sys.__stdout__.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+        sys.stdout, sys.stderr = out, err
+
+
+_import_jaxmarl_quietly()
+from jaxmarl.environments import spaces as jm_spaces  # noqa: E402
+from jaxmarl.environments.multi_agent_env import MultiAgentEnv  # noqa: E402
+from jaxmarl.environments.multi_agent_env import State as JaxMARLState  # noqa: E402
 
 from jmarl.adapters.teams import group_agents, prefix_name
 from jmarl.core.env import Actions, Environment, Team, TimeStep

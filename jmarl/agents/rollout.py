@@ -1,15 +1,22 @@
 """Pieces every algorithm shares when it acts in a batch of environments: random actions for fixed
-teams, per-step episode statistics, their in-program reduction, and evaluation on whole episodes.
+teams, per-step episode statistics, their in-program reduction, evaluation on whole episodes, and a run's
+objective (which of the evaluation's numbers is its headline).
 
-Shape legend: B envs, T steps, N agents in a team, A actions.
+Returns are reported per team (``train/return/{team}``, ``eval/return/{team}``); teams are added into one
+``*/return`` only where that sum means something: an env with one team, or one whose teams all pursue one
+goal (``objective = "return"``, see ``default_objective``). Opposing teams (mpe_tag's predators and prey)
+are never summed.
+
+Shape legend: B envs, T steps, N agents in a team, A actions, E evaluation episodes.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 
+from jmarl.core.config import ConfigError
 from jmarl.core.env import Environment, TimeStep
 from jmarl.core.spaces import Space
 
@@ -36,13 +43,27 @@ def step_stats(ts: TimeStep) -> dict:
     return {"episode_done": ts.done, **episode_info(ts.info)}
 
 
-def episode_metrics(stats: dict) -> dict:
-    """Means over the episodes that finished in a rollout (stats leaves [T, B, ...] from ``step_stats``)."""
+def sums_teams(env: Environment | None, teams: Sequence[str]) -> bool:
+    """Whether the returns of ``teams`` (every team that is rewarded in ``env``, fixed ones included) add up to
+    one meaningful return: one team, or an env whose objective is the sum (``objective = "return"``: teams that
+    pursue one goal, e.g. mpe_speaker_listener; also the default of a multi-team env that declares nothing).
+    Without the env (``env=None``) only a single team is summed."""
+    if len(teams) == 1:
+        return True
+    return env is not None and getattr(env, "objective", "return") == "return"
+
+
+def episode_metrics(stats: dict, env: Environment | None = None) -> dict:
+    """Means over the episodes that finished in a rollout (stats leaves [T, B, ...] from ``step_stats``):
+    ``train/return/{team}`` for every team, ``train/return`` where the teams' returns add up (``sums_teams``:
+    one team, or ``env``'s objective is their sum), ``train/length``, ``train/episodes``, ``train/win_rate``
+    where the env reports wins and ``train/metric/{name}`` for every episode metric."""
     done = stats["episode_done"]
     count = jnp.maximum(done.sum(), 1)
     mean = lambda x: jnp.where(done, x, 0.0).sum() / count
     out = {f"train/return/{t}": mean(r.sum(-1)) for t, r in stats["episode_return"].items()}
-    out["train/return"] = mean(sum(r.sum(-1) for r in stats["episode_return"].values()))
+    if sums_teams(env, list(stats["episode_return"])):
+        out["train/return"] = mean(sum(r.sum(-1) for r in stats["episode_return"].values()))
     out["train/length"] = mean(stats["episode_length"])
     out["train/episodes"] = done.sum()
     if "won" in stats:
@@ -59,11 +80,13 @@ def evaluate_episodes(env: Environment, act: ActFn, params, hidden, key: jax.Arr
     """Run ``num_episodes`` envs (static; ``env`` auto-resets and keeps episode statistics) until each has
     finished one episode, acting with ``act``; ``hidden`` is the batch's initial recurrent state.
 
-    Returns means over the episodes: ``eval/return`` (sum over every agent of every team),
-    ``eval/return/{team}``, ``eval/length``, ``eval/finished`` (fraction done within ``env.max_steps``),
+    Returns means over the episodes: ``eval/return/{team}`` (sum over the team's agents) for every team,
+    ``eval/return`` (sum over every team) only where the teams' returns add up (``sums_teams``: never for
+    opposing teams), ``eval/length``, ``eval/finished`` (fraction done within ``env.max_steps``),
     ``eval/win_rate`` where the env reports it, ``eval/metric/{name}`` for every episode metric
-    (``info["metrics"]``, see ``EpisodeStats``), and ``eval/episode_returns``
-    f32[num_episodes].
+    (``info["metrics"]``, see ``EpisodeStats``); and each episode's values, f32[num_episodes]:
+    ``eval/episode_returns/{team}``, ``eval/episode_returns`` (where ``eval/return`` is),
+    ``eval/episode_won`` and ``eval/episode_metrics/{name}`` (``episodes_key`` names the one of an objective).
     """
     B = num_episodes
     k_reset, k_run = jax.random.split(key)
@@ -82,15 +105,85 @@ def evaluate_episodes(env: Environment, act: ActFn, params, hidden, key: jax.Arr
     first = jax.tree.map(jnp.zeros_like, episode_info(ts.info))
     carry = (ts, state, hidden, jnp.ones(B, bool), jnp.zeros(B, bool), first, k_run)
     (_, _, _, _, finished, first, _), _ = jax.lax.scan(step, carry, None, env.max_steps)
-    out = {f"eval/return/{t}": r.sum(-1).mean() for t, r in first["episode_return"].items()}
-    out["eval/episode_returns"] = sum(r.sum(-1) for r in first["episode_return"].values())
-    out["eval/return"] = out["eval/episode_returns"].mean()
+    returns = {t: r.sum(-1) for t, r in first["episode_return"].items()}  # {team: f32[E]}
+    out = {f"eval/episode_returns/{t}": r for t, r in returns.items()}
+    out.update({f"eval/return/{t}": r.mean() for t, r in returns.items()})
+    if sums_teams(env, list(returns)):
+        out["eval/episode_returns"] = sum(returns.values())
+        out["eval/return"] = out["eval/episode_returns"].mean()
     out["eval/length"] = first["episode_length"].mean()
     out["eval/finished"] = finished.mean()
     if "won" in first:
+        out["eval/episode_won"] = first["won"].astype(jnp.float32)
         out["eval/win_rate"] = first["won"].mean()
+    out.update({f"eval/episode_metrics/{k}": v for k, v in first["episode_metrics"].items()})
     out.update({f"eval/metric/{k}": v.mean() for k, v in first["episode_metrics"].items()})
     return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# The objective: what a run reports as its headline and picks its best configuration by
+# ----------------------------------------------------------------------------------------------------
+# An objective names one number of the final greedy evaluation: ``return/TEAM`` (that team's return, summed
+# over its agents), ``return`` (every team's, where they add up: ``sums_teams``), ``win_rate`` (where the env
+# reports wins) or ``metric/NAME`` (an episode metric: the env's ``info["metrics"]`` or the user's). Higher is
+# better; a leading ``-`` makes lower better (``-metric/time_to_first_capture``). An env declares its default
+# with a class attribute ``objective`` (mpe_tag: ``return/adversaries``; smax: ``win_rate``); an env with one
+# team defaults to that team's return, a multi-team env that declares nothing to the sum of its teams.
+
+
+def default_objective(env: Environment, teams: Sequence[str]) -> str:
+    """The objective a run on ``env`` (rewarded ``teams``) reports unless its config names one."""
+    declared = getattr(env, "objective", None)
+    if declared:
+        return declared
+    return f"return/{teams[0]}" if len(teams) == 1 else "return"
+
+
+def objective_names(env: Environment) -> list[str]:
+    """Every objective ``env`` can report (without the ``-`` sign), read off the shapes of its first TimeStep
+    (``jax.eval_shape``: nothing runs): its teams' returns, wins, episode metrics."""
+    ts = _first_timestep(env)
+    teams = list(ts.reward)
+    names = [f"return/{t}" for t in teams] + (["return"] if sums_teams(env, teams) else [])
+    names += ["win_rate"] if "won" in ts.info else []
+    return names + [f"metric/{k}" for k in ts.info.get("metrics", {})]
+
+
+def resolve_objective(objective: str, env: Environment) -> str:
+    """``objective`` checked against ``env`` (``""``: the env's default, ``default_objective``); raises
+    ConfigError naming the valid ones (before anything compiles)."""
+    name = objective or default_objective(env, list(_first_timestep(env).reward))
+    valid = objective_names(env)
+    if name.removeprefix("-") not in valid:
+        what = f"objective={objective!r}" if objective else f"{env.name}'s declared objective {name!r}"
+        raise ConfigError(f"{what} is not one {env.name} reports; valid: {valid} (a leading '-' makes lower "
+                          f"better, e.g. -{valid[-1]})")
+    return name
+
+
+def _first_timestep(env: Environment) -> TimeStep:
+    """The shapes of ``env``'s first TimeStep (traced, not run)."""
+    return jax.eval_shape(env.reset, jax.random.PRNGKey(0))[0]
+
+
+def higher_is_better(objective: str) -> bool:
+    return not objective.startswith("-")
+
+
+def objective_key(objective: str) -> str:
+    """The metrics key of an objective's per-run value: ``return/prey`` -> ``eval/return/prey``."""
+    return f"eval/{objective.removeprefix('-')}"
+
+
+def episodes_key(objective: str) -> str:
+    """The key of an objective's per-episode values f32[E] in ``evaluate_episodes``' output."""
+    name = objective.removeprefix("-")
+    if name == "return" or name.startswith("return/"):
+        return "eval/episode_returns" + name.removeprefix("return")
+    if name == "win_rate":
+        return "eval/episode_won"
+    return f"eval/episode_metrics/{name.removeprefix('metric/')}"
 
 
 # Bits of ``health/nonfinite``: what of an update went NaN or infinite.

@@ -8,6 +8,7 @@ from typing import Any, Union
 
 from jmarl.core.config import build, construct
 from jmarl.core.env import Environment
+from jmarl.core.messages import MessageOptions, apply_message_options, message_option_types
 
 # name -> an Environment class with a ``Config`` dataclass, or "module:Class" resolved on first use.
 _REGISTRY: dict[str, Union[str, type]] = {
@@ -24,6 +25,7 @@ _REGISTRY: dict[str, Union[str, type]] = {
     "probe_matrix": "jmarl.envs.probes:MatrixGame",
     "probe_two_step": "jmarl.envs.probes:TwoStepGame",
     "probe_continuous": "jmarl.envs.probes:ContinuousProbe",
+    "probe_comm": "jmarl.envs.probes:CommProbe",
 }
 
 
@@ -99,13 +101,37 @@ def env_class(name: str) -> type:
     return entry
 
 
+_CONFIG_CLASSES: dict[type, type] = {}
+
+
+def env_config_class(name: str) -> type:
+    """The keys ``jmarl.make(name, ...)`` takes, as one dataclass: the env's ``Config`` plus the message-channel
+    keys every environment has (``jmarl.core.messages.MessageOptions``: ``messages``, ``message_dim``, ...), so
+    ``env.messages=2`` works for any env without editing its factory. A key the env defines itself stays the env's."""
+    cls = env_class(name)
+    if cls not in _CONFIG_CLASSES:
+        own = {f.name for f in dataclasses.fields(cls.Config)}
+        types = message_option_types()
+        extra = [(f.name, types[f.name], dataclasses.field(default=f.default))
+                 for f in dataclasses.fields(MessageOptions) if f.name not in own]
+        _CONFIG_CLASSES[cls] = dataclasses.make_dataclass(
+            cls.Config.__name__, extra, bases=(cls.Config,), frozen=cls.Config.__dataclass_params__.frozen)
+    return _CONFIG_CLASSES[cls]
+
+
 def make(name: str, **kwargs: Any) -> Environment:
     """Build registered environment ``name`` (or JaxMARL's, ``jaxmarl:NAME``); unknown or ill-typed kwargs raise
-    with the valid ones listed."""
+    with the valid ones listed. The message-channel keys (``messages=V``, ``message_dim=D``, ``message_receivers``,
+    ``messages_randomised``; ``jmarl.core.messages``) wrap any env in a learned channel."""
     cls = env_class(name)
-    config = build(cls.Config, kwargs, what=f"environment {name!r}")
-    return construct(cls, config, what=f"environment {name!r}")  # a value the env rejects is named
+    what = f"environment {name!r}"
+    build(env_config_class(name), kwargs, what=what)  # every key checked, with the env's and the channel's listed
+    own = {f.name for f in dataclasses.fields(cls.Config)}
+    config = build(cls.Config, {k: v for k, v in kwargs.items() if k in own}, what=what)
+    env = construct(cls, config, what=what)  # a value the env rejects is named
+    options = build(MessageOptions, {k: v for k, v in kwargs.items() if k not in own}, what=what)
+    return apply_message_options(env, options)
 
 
 def env_config_fields(name: str) -> list[str]:
-    return [f.name for f in dataclasses.fields(env_class(name).Config)]
+    return [f.name for f in dataclasses.fields(env_config_class(name))]

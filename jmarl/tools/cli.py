@@ -7,7 +7,10 @@
   jmarl sweep ippo --env mpe_spread --samples 16 lr=log:1e-4:1e-2   random search
   jmarl reproduce jmarl_mpe --seeds 4                          a preset of published settings (--list)
   jmarl render RUN_DIR --out episode.gif                       draw episodes of a trained run (or --random)
+  jmarl rollout RUN_DIR --episodes 64 --out traj.npz           trajectories out; messages, channel value, roles
   jmarl compare RUN_A RUN_B ...                                one table (mean, IQM, CIs, P(X > Y)) and curves
+  jmarl crossplay RUN_A RUN_B random heuristic                 every pairing of two teams' policies; ratings
+  jmarl exploit RUN --team prey --steps 1000000                train a best response to RUN's frozen prey
   jmarl list                                                   environments and algorithms
   python my_ppo.py --env mpe_spread [KEY=VALUE ...]            an algorithm file runs itself
 
@@ -17,8 +20,10 @@ KEY=VALUE sets static config (num_envs=...), traced hyperparameters (lr=...) or 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
+import os
 import re
 import sys
 import time
@@ -185,7 +190,15 @@ def _run(args, sweep: bool) -> int:
     results = train(resolved, pop, run_dir, resume=bool(args.resume), quiet=args.quiet, wandb=args.wandb,
                     checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints,
                     metrics=args.metric, on_diverge="mark" if sweep else "stop")
-    return _report(results, run_dir)
+    status = _report(results, run_dir)
+    if (resolved.env_kwargs.get("messages") or resolved.env_kwargs.get("message_dim")) and not results.get("diverged"):
+        # A learned channel: what it carries (entropy, MI) and its causal value go into results.json too.
+        from jmarl.tools.rollout import format_report, rollout_run
+
+        report = rollout_run(run_dir, episodes=getattr(cfg, "eval_episodes", 8) * 10,
+                             algorithm=args.algo, trust=True)  # the algorithm this command just ran
+        print(format_report(report))
+    return status
 
 
 STATIC_SWEEP_FILE = "static_sweep.json"
@@ -198,7 +211,7 @@ def _static_sweep(args, plan: dict, out: Path, resume: bool) -> int:
     anything trains; ``--resume out`` skips finished combinations and resumes a cut-short one."""
     from jmarl.core.registry import make
     from jmarl.train.algorithms import algorithm_module, resolve
-    from jmarl.train.run import Population, format_results, train
+    from jmarl.train.run import Population, best_config, format_results, train
 
     module = algorithm_module(plan["algo"])
     combos = []
@@ -208,12 +221,17 @@ def _static_sweep(args, plan: dict, out: Path, resume: bool) -> int:
         hparams = [build(module.Hparams, p, what=f"{plan['algo']} hyperparameters", base=resolved.hparams)
                    for p in plan["points"]]
         combos.append((static, resolved, Population.grid(hparams, plan["seeds"]), out / f"static_{i}"))
-    out.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        if (out / STATIC_SWEEP_FILE).exists() or any(out.iterdir()):
-            raise ConfigError(f"{out} is not empty: resume the sweep there (`jmarl sweep --resume {out}`) or choose "
-                              f"a new --out")
-        (out / STATIC_SWEEP_FILE).write_text(json.dumps(plan, indent=1))
+    from jmarl.train import distributed
+
+    def start() -> None:  # process 0 alone in a cluster: the others would see its plan file and refuse
+        out.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            if (out / STATIC_SWEEP_FILE).exists() or any(out.iterdir()):
+                raise ConfigError(f"{out} is not empty: resume the sweep there (`jmarl sweep --resume {out}`) or "
+                                  f"choose a new --out")
+            (out / STATIC_SWEEP_FILE).write_text(json.dumps(plan, indent=1))
+
+    distributed.from_writer(start, f"starting the sweep in {out}")
     compile_cache(not args.no_compile_cache)
     summary = []
     for i, (static, resolved, pop, run_dir) in enumerate(combos):
@@ -229,21 +247,29 @@ def _static_sweep(args, plan: dict, out: Path, resume: bool) -> int:
         if not args.quiet:
             print(format_results(results))
         for c in results["configs"]:
-            summary.append({"static": static, "run_dir": str(run_dir), **c})
+            summary.append({"static": static, "run_dir": str(run_dir), "objective": results.get("objective", "return"),
+                            **c})
     scored = [c for c in summary if c.get("mean") is not None and not c.get("diverged_members")]
-    best = max(scored, key=lambda c: c["mean"]) if scored else None
-    (out / "sweep_summary.json").write_text(json.dumps({"members": summary, "best": best}, indent=1))
+    # "Best" by the runs' objective; combinations with different objectives have no common scale.
+    objectives = sorted({c["objective"] for c in summary})
+    best = best_config(scored, objectives[0]) if len(objectives) == 1 else None
+    if distributed.is_writer():
+        (out / "sweep_summary.json").write_text(json.dumps({"members": summary, "best": best}, indent=1))
     print(f"{len(summary)} configuration(s) over {len(combos)} static combination(s):")
     for c in summary:
         hp = ", ".join(f"{k}={v:g}" for k, v in c["hparams"].items())
         score = "diverged" if c.get("mean") is None or c.get("diverged_members") else (
             f"{c['mean']:.2f} [{c['mean_lo']:.2f}, {c['mean_hi']:.2f}]")
-        print(f"  {c['static']} config {c['config_id']}: {score} ({hp})")
+        print(f"  {c['static']} config {c['config_id']}: {c['objective']} {score} ({hp})")
+    if len(objectives) > 1:
+        print(f"jmarl: the static combinations report different objectives {objectives}, not on one scale: no "
+              f"best is chosen (see {out}/sweep_summary.json)")
+        return 0
     if best is None:
         print(f"jmarl: error: every configuration diverged (see {out}/sweep_summary.json)", file=sys.stderr)
         from jmarl.train.run import EXIT_DIVERGED
         return EXIT_DIVERGED
-    print(f"best: {best['static']} config {best['config_id']} with greedy return {best['mean']:.2f} -> "
+    print(f"best: {best['static']} config {best['config_id']} with greedy {best['objective']} {best['mean']:.2f} -> "
           f"{out}/sweep_summary.json")
     return 0
 
@@ -295,7 +321,40 @@ def _add_reproduce_parser(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--algo", help="train the entries with this algorithm file or module instead (an edited copy "
                    "of algos/ppo.py); its rows are labelled with the file's name and record its source hash")
+    _add_cluster_options(p)
     p.set_defaults(func=_reproduce)
+
+
+def _add_cluster_options(p: argparse.ArgumentParser) -> None:
+    """Options to run one command as one process of several (docs/distributed.md)."""
+    g = p.add_argument_group("cluster (jax.distributed: start the same command on every host; docs/distributed.md)")
+    g.add_argument("--coordinator", metavar="HOST:PORT",
+                   help="process 0's address and a free port on it ($JMARL_COORDINATOR)")
+    g.add_argument("--num-processes", metavar="N", help="number of processes ($JMARL_NUM_PROCESSES)")
+    g.add_argument("--process-id", metavar="I", help="this process, 0 .. N-1; 0 writes the run directory "
+                   "($JMARL_PROCESS_ID)")
+    g.add_argument("--auto-distributed", action="store_true",
+                   help="let JAX find the cluster (SLURM, Open MPI, Cloud TPU; $JMARL_AUTO_DISTRIBUTED=1)")
+
+
+def _join_cluster(args) -> bool:
+    """Join the cluster the options (or JMARL_* variables) describe, before anything touches a device; returns
+    whether this process stays silent on stdout (not process 0: progress and results are shown once)."""
+    from jmarl.train import distributed
+
+    cluster = distributed.Cluster.from_settings(args.coordinator, args.num_processes, args.process_id,
+                                                args.auto_distributed)
+    return distributed.initialize(cluster) and not distributed.is_writer()
+
+
+def _process_tag() -> str:
+    """`` (process I of N)`` once this process is in a cluster, for its error lines."""
+    jax = sys.modules.get("jax")
+    if jax is None or not jax.distributed.is_initialized():
+        return ""
+    from jmarl.train.distributed import process_tag
+
+    return process_tag()
 
 
 def _render(args) -> int:
@@ -327,6 +386,23 @@ def _render(args) -> int:
     return 0
 
 
+def _rollout(args) -> int:
+    """``jmarl rollout RUN_DIR --episodes N --out FILE.npz``: trajectories out (npz and PNG), and what emerged
+    (messages, causal value of the channel, roles) into the run's results.json (jmarl/tools/rollout.py)."""
+    from jmarl.tools.rollout import format_report, rollout_run
+    from jmarl.train.run import read_config
+
+    read_config(args.run_dir)  # a missing, foreign or damaged run directory: one line naming it
+    report = rollout_run(args.run_dir, args.episodes, args.out, args.png, args.member, args.seed,
+                         write_results=not args.no_results, algorithm=args.algo, trust=args.trust_algorithm,
+                         allow_changed=args.allow_changed)
+    print(format_report(report))
+    wrote = [report[k] for k in ("npz", "png") if k in report] + ([] if args.no_results else
+                                                                   [f"{args.run_dir}/results.json"])
+    print(f"jmarl: wrote {', '.join(map(str, wrote)) or 'nothing'}")
+    return 0
+
+
 def _compare(args) -> int:
     """``jmarl compare RUN ...``: mean, IQM, CIs and probability of improvement; overlaid curves."""
     from jmarl.tools import compare
@@ -345,11 +421,76 @@ def _compare(args) -> int:
 def _add_compare_parser(sub) -> None:
     p = sub.add_parser("compare", help="compare finished runs: one table (mean, IQM, CIs, P(X > Y)) and curves")
     p.add_argument("runs", nargs="+", help="run directories (each configuration of a sweep is a method)")
-    p.add_argument("--metric", default="return", help="return (default), win_rate, or an episode metric's name")
+    p.add_argument("--metric", default="return", help="return (default; return/TEAM: one team's), win_rate, or an episode metric's name")
     p.add_argument("--out", default="compare.png", help="overlaid learning curves (PNG); '' for none")
     p.add_argument("--json", help="also write the table as JSON here")
     p.add_argument("--allow-mixed", action="store_true", help="compare runs of different envs or env settings")
     p.set_defaults(func=_compare)
+
+
+def _crossplay(args) -> int:
+    """``jmarl crossplay ENTRY ...``: the matrix of every pairing (one program per policy structure), ratings."""
+    from jmarl.tools import crossplay
+
+    if args.overrides:
+        raise ConfigError(f"crossplay plays the runs as they were trained; KEY=VALUE {args.overrides} is not taken")
+    if args.prior < 0 or args.bootstrap < 1:
+        raise ConfigError(f"--prior {args.prior} must be >= 0 and --bootstrap {args.bootstrap} >= 1")
+    matrix = crossplay.crossplay(args.entries, args.env, args.episodes, args.seed, args.algo, args.trust_algorithm,
+                                 args.allow_changed, args.win)
+    ratings = crossplay.write_crossplay(matrix, args.out, args.prior, args.bootstrap)
+    groups = len(matrix["programs"])
+    print(f"jmarl: {len(matrix['rows'])} {matrix['row_team']} x {len(matrix['cols'])} {matrix['col_team']} policies, "
+          f"{args.episodes} episodes per pairing, in {groups} program(s)"
+          + ("" if groups == 1 else " (policies of different algorithms or architectures cannot be stacked)"))
+    for key in crossplay.panel_order(list(matrix["mean"]), matrix["row_team"], matrix["col_team"]):
+        print(crossplay.format_matrix(matrix, key) + "\n")
+    print(crossplay.format_ratings(ratings))
+    print(f"-> {args.out}/ (crossplay.json, crossplay_episodes.npz, crossplay.png, ratings.json, ratings.png)")
+    return 0
+
+
+def _exploit(args) -> int:
+    """``jmarl exploit RUN --team TEAM --steps N``: a best response's gain against RUN's frozen TEAM."""
+    from jmarl.tools import crossplay
+
+    out = args.out or f"runs/exploit_{Path(args.run).resolve().name}_{args.team}_{time.strftime('%Y%m%d-%H%M%S')}"
+    compile_cache()
+    report = crossplay.exploit(args.run, args.team, args.steps, out, args.episodes, args.seed, args.algo,
+                               _parse_overrides(args.overrides), args.quiet, args.trust_algorithm, args.allow_changed)
+    print(crossplay.format_exploit(report))
+    print(f"-> {out}/exploit.json (the best response's run: {report['best_response_run']})")
+    return 0
+
+
+def _add_crossplay_parsers(sub) -> None:
+    p = sub.add_parser("crossplay", help="play every pairing of two teams' policies (one vmapped program per "
+                       "policy structure): matrix, heat map, Bradley-Terry ratings")
+    p.add_argument("entries", nargs="+", help="run directories, RUN#K (member K), RUN/checkpoints/chunk_N "
+                   "(a snapshot), random, heuristic")
+    p.add_argument("--env", help="the environment (default: the runs'; needed when only references are given)")
+    p.add_argument("--episodes", type=int, default=100, help="episodes per pairing (the same starts for all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the episodes (and of the bootstrap)")
+    p.add_argument("--out", default="crossplay", help="output directory")
+    p.add_argument("--win", help="who wins an episode, TEAM:KEY>VALUE (default per env: mpe_tag "
+                   "adversaries:return/adversaries>0, a capture; mpe_adversary agents:return/agents>0)")
+    p.add_argument("--prior", type=float, default=1.0, help="virtual games per player in the rating fit")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates of the ratings' CIs")
+    _add_algorithm_trust(p)
+    p.add_argument("--algo", help="the runs' algorithm file (or module), named again to run its code")
+    p.set_defaults(func=_crossplay)
+    p = sub.add_parser("exploit", help="exploitability proxy: train a best response to a run's frozen team and "
+                       "report its gain over the run's own policy; KEY=VALUE set the best response's training")
+    p.add_argument("run", help="run directory whose --team policy is frozen")
+    p.add_argument("--team", required=True, help="the team to freeze; the other team learns the best response")
+    p.add_argument("--steps", type=int, required=True, help="env steps of the best response's training")
+    p.add_argument("--episodes", type=int, default=100, help="evaluation episodes (the same for both policies)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the training and the evaluation episodes")
+    p.add_argument("--out", help="output directory (default runs/exploit_RUN_TEAM_TIME)")
+    p.add_argument("--algo", help="train the best response with this algorithm (default: the run's, its settings)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_algorithm_trust(p)
+    p.set_defaults(func=_exploit)
 
 
 def _add_render_parser(sub) -> None:
@@ -365,6 +506,21 @@ def _add_render_parser(sub) -> None:
     _add_algorithm_trust(p)
     p.add_argument("--algo", help="the run's algorithm file (or module), named again to run its code")
     p.set_defaults(func=_render)
+
+
+def _add_rollout_parser(sub) -> None:
+    p = sub.add_parser("rollout", help="export a trained run's trajectories (npz, PNG) and measure what emerged "
+                       "(message entropy and MI, causal value of the channel, roles) into its results.json")
+    p.add_argument("run_dir", help="run directory")
+    p.add_argument("--episodes", type=int, default=64, help="greedy episodes per member")
+    p.add_argument("--out", help="trajectories of --member as an .npz (and a PNG of them beside it)")
+    p.add_argument("--png", help="where the trajectory plot goes (default: --out with .png)")
+    p.add_argument("--member", type=int, default=0, help="population member whose trajectories are exported")
+    p.add_argument("--seed", type=int, default=0, help="seed of the episodes' starts")
+    p.add_argument("--no-results", action="store_true", help="print the measures, leave results.json as it is")
+    _add_algorithm_trust(p)
+    p.add_argument("--algo", help="the run's algorithm file (or module), named again to run its code")
+    p.set_defaults(func=_rollout)
 
 
 def _add_algorithm_trust(p: argparse.ArgumentParser) -> None:
@@ -421,7 +577,8 @@ def _report(results: dict, run_dir: Path) -> int:
         return EXIT_DIVERGED
     speed = results.get("env_steps_per_second")
     speed = "no steps trained by this command" if speed is None else f"{speed:,.0f} env steps/s"
-    print(f"final greedy return: {best['mean']:.2f}   ({speed} after {results['compile_seconds']:.1f} s compile)")
+    print(f"final greedy {results.get('objective', 'return')}: {best['mean']:.2f}   ({speed} after "
+          f"{results['compile_seconds']:.1f} s compile)")
     if results.get("diverged"):
         print(f"jmarl: warning: {len(results['diverged'])} member(s) diverged and are excluded from best "
               f"(results.json: diverged)", file=sys.stderr)
@@ -436,7 +593,7 @@ def config_listing(algo: str, env: str | None = None, overrides: dict[str, str] 
     import dataclasses
 
     from jmarl.core.config import field_types, type_name
-    from jmarl.core.registry import env_class
+    from jmarl.core.registry import env_config_class
     from jmarl.train.algorithms import algorithm_module, resolve
 
     module = algorithm_module(algo)
@@ -472,7 +629,7 @@ def config_listing(algo: str, env: str | None = None, overrides: dict[str, str] 
     rows += section("traced hyperparameters (sweepable: KEY=A,B or KEY=log:LOW:HIGH):", module.Hparams, "",
                     lambda r, k, d: float(getattr(r.hparams, k)))
     if env:
-        rows += section(f"environment {env!r} (env.KEY=VALUE):", env_class(env).Config, "env.",
+        rows += section(f"environment {env!r} (env.KEY=VALUE):", env_config_class(env), "env.",
                         lambda r, k, d: r.env_kwargs.get(k, d))
     widths = [max(len(r[i]) for r in rows if len(r) > 1 and i < len(r)) for i in range(len(head))]
     lines = []
@@ -508,9 +665,9 @@ def _check_env_keys(env: str, tokens: Sequence[str]) -> None:
     """Raise for an unknown environment (with close matches) or an unknown ``env.KEY`` (with close matches)."""
     import dataclasses
 
-    from jmarl.core.registry import env_class
+    from jmarl.core.registry import env_config_class
 
-    keys = [f.name for f in dataclasses.fields(env_class(env).Config)]
+    keys = [f.name for f in dataclasses.fields(env_config_class(env))]  # the env's and the message channel's
     for token in tokens:
         key = token.split("=", 1)[0].strip()
         if key.startswith("env.") and key[4:] not in keys:
@@ -567,12 +724,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--debug", action="store_true", help="show the traceback of an error")
         if name == "sweep":
             p.add_argument("--samples", type=int, default=0, help="random-search draws for log:/uniform: ranges")
+        _add_cluster_options(p)
         p.set_defaults(func=lambda a, sweep=(name == "sweep"): _run(a, sweep), samples=0)
     sub.add_parser("list", help="environments and algorithms").set_defaults(func=_list)
     sub.add_parser("config", help="every key of ALGO (--env ENV): type, default, preset value (jmarl config ippo "
                    "--env mpe_spread)", add_help=False)
     _add_render_parser(sub)
+    _add_rollout_parser(sub)
     _add_compare_parser(sub)
+    _add_crossplay_parsers(sub)
     _add_reproduce_parser(sub)
     return parser
 
@@ -593,6 +753,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if unknown:
             parser.error(f"unrecognised arguments {unknown}; settings are given as KEY=VALUE")
         args.overrides = extra
+        # Join a cluster first: importing an environment may already touch a device.
+        silent = args.command in ("train", "sweep", "reproduce") and _join_cluster(args)
         if args.command in ("train", "sweep"):
             if args.algo and "=" in args.algo and not Path(args.algo).exists():  # argparse took a KEY=VALUE
                 args.overrides, args.algo = [args.algo, *args.overrides], None
@@ -604,6 +766,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from jmarl.core.env import set_action_checks
 
                 set_action_checks(True)  # read while tracing: on before anything compiles
+        if silent:
+            args.quiet = True  # another process of a cluster: process 0 shows progress and results
+            with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+                return args.func(args)
         return args.func(args)
     except KeyboardInterrupt:
         if debug:
@@ -613,7 +779,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:
         if debug:
             raise
-        print(f"jmarl: error: {_one_line(e)}", file=sys.stderr)
+        print(f"jmarl: error{_process_tag()}: {_one_line(e)}", file=sys.stderr)
         if type(e).__name__ == "Diverged":
             from jmarl.train.run import EXIT_DIVERGED
 

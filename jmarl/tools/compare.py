@@ -1,10 +1,11 @@
 """``jmarl compare RUN [RUN ...]``: one table and one plot across finished runs.
 
 Every configuration of every run is a *method* (a run with one configuration is one method; a sweep gives one
-per configuration). Its score is the final greedy evaluation per seed (``results.json``): the return, the win
-rate, or a named episode metric. The table gives mean and IQM with 95% stratified-bootstrap CIs over seeds
-(``jmarl.train.stats``) and, for every pair, the probability of improvement P(X > Y): the chance that a seed
-of X scores above a seed of Y (ties count half), with a bootstrap CI. The plot overlays the methods'
+per configuration). Its score is the final greedy evaluation per seed (``results.json``): the return (``return``
+where the teams share one goal, ``return/TEAM`` for one team), the win rate, or a named episode metric. The
+table gives mean and IQM with 95% stratified-bootstrap CIs over seeds (``jmarl.train.stats``) and, for every
+pair, the probability of improvement P(X > Y): the chance that a seed of X scores above a seed of Y (ties count
+half), with a bootstrap CI. The plot overlays the methods'
 evaluation curves (metrics.jsonl) with CI bands over seeds.
 
 Runs may differ in algorithm, static settings or code version (their config.json says how); runs of different
@@ -23,7 +24,7 @@ from jmarl.core.config import ConfigError
 from jmarl.train.plots import save_curves
 from jmarl.train.stats import aggregate
 
-METRICS = ("return", "win_rate")  # or the name of an episode metric (results.json configs[i]["metrics"])
+METRICS = ("return", "win_rate")  # or return/TEAM, or an episode metric's name (results.json configs[i]["metrics"])
 
 
 @dataclass
@@ -47,8 +48,16 @@ def _read_json(path: Path, what: str) -> dict:
 
 
 def _scores(config: dict, metric: str, where: Path) -> np.ndarray:
+    teams = config.get("teams", {})  # every team's return (results.json of runs with per-team results)
     if metric == "return":
+        if "returns" not in config:
+            raise ConfigError(f"{where}: its teams oppose each other, so it reports no summed return; compare "
+                              f"--metric return/TEAM, one of {[f'return/{t}' for t in teams]}")
         return np.asarray(config["returns"], np.float64)
+    if metric.startswith("return/"):
+        if metric.removeprefix("return/") not in teams:
+            raise ConfigError(f"{where}: has no team {metric.removeprefix('return/')!r}; its teams: {list(teams)}")
+        return np.asarray(teams[metric.removeprefix("return/")]["values"], np.float64)
     if metric == "win_rate":
         if "win_rates" not in config:
             raise ConfigError(f"{where}: reports no win rate; compare --metric return or an episode metric")
@@ -126,5 +135,6 @@ def format_table(result: dict, metric: str) -> str:
 
 def plot_curves(methods: Sequence[Method], path: str | Path, metric: str) -> Path:
     """Evaluation curves (mean over seeds, 95% CI band) of every method on one axis, saved as a PNG."""
-    key = "eval/return" if metric == "return" else "eval/win_rate" if metric == "win_rate" else f"eval/metric/{metric}"
+    key = (f"eval/{metric}" if metric == "return" or metric.startswith("return/") else "eval/win_rate"
+           if metric == "win_rate" else f"eval/metric/{metric}")
     return save_curves([(m.label, m.curve_rows) for m in methods], path, key)

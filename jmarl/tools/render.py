@@ -37,6 +37,8 @@ class Episode:
 
     states: Any
     rewards: dict[str, np.ndarray]  # {team: f32[F, N]} (zeros at the reset frame)
+    actions: dict[str, np.ndarray] | None = None  # {team: [F - 1, N, ...]} the actions of each step
+    info: dict[str, Any] | None = None  # the env's TimeStep info of each step, leaves [F - 1, ...]
 
     @property
     def length(self) -> int:
@@ -47,41 +49,56 @@ class Episode:
 # ----------------------------------------------------------------------------------------------------
 # Rollout: one jitted scan, episodes in parallel
 # ----------------------------------------------------------------------------------------------------
+def rollout_arrays(env: Environment, key: jax.Array, act=None, init_hidden=None, episodes: int = 1) -> dict:
+    """Pure and jittable (vmap it over the parameters of several policies): ``episodes`` episodes of ``env``,
+    ``env.max_steps`` steps each, acting with ``act(key, timestep [B], hidden, starts bool[B]) -> (hidden,
+    actions)`` (``Policy.act``; None: uniformly random valid actions) from ``init_hidden(B)``.
+
+    Returns {"states": leaves [F, B, ...] (frame 0 the reset state), "rewards": {team: f32[F, B, N]} (zeros at
+    frame 0), "valid": bool[F, B] (frames up to each episode's done step), "actions": {team: [F - 1, B, N, ...]},
+    "info": the TimeStep info, leaves [F - 1, B, ...]} with F = env.max_steps + 1."""
+    B = episodes
+    k_reset, k_run = jax.random.split(key)
+    ts, state = jax.vmap(env.reset)(jax.random.split(k_reset, B))
+    hidden = init_hidden(B) if act is not None and init_hidden is not None else None
+
+    def step(carry, key):
+        ts, state, hidden, starts, done = carry
+        k_act, k_env = jax.random.split(key)
+        if act is None:
+            actions = jax.vmap(env.sample_actions)(jax.random.split(k_act, B), ts.avail_actions)
+        else:
+            hidden, actions = act(k_act, ts, hidden, starts)
+        ts, state = jax.vmap(env.step)(jax.random.split(k_env, B), state, actions)
+        # A step belongs to the episode if the episode had not ended before it.
+        return (ts, state, hidden, jnp.zeros(B, bool), done | ts.done), (state, ts.reward, ~done, actions, ts.info)
+
+    carry = (ts, state, hidden, jnp.ones(B, bool), jnp.zeros(B, bool))
+    _, (states, rewards, valid, actions, info) = jax.lax.scan(step, carry, jax.random.split(k_run, env.max_steps))
+    first = lambda x0, xs: jnp.concatenate([x0[None], xs])  # noqa: E731  prepend the reset frame
+    return {"states": jax.tree.map(first, state, states),
+            "rewards": jax.tree.map(lambda r: first(jnp.zeros_like(r[0]), r), rewards),
+            "valid": first(jnp.ones(B, bool), valid), "actions": actions, "info": info}
+
+
+def cut_episodes(arrays: dict) -> list[Episode]:
+    """The episodes of ``rollout_arrays``' output (on the host), each cut at its done step."""
+    out = []
+    for b in range(arrays["valid"].shape[1]):
+        frames = int(arrays["valid"][:, b].sum())
+        cut = lambda x, n=frames: np.asarray(x[:n, b])  # noqa: E731
+        out.append(Episode(jax.tree.map(cut, arrays["states"]), {t: cut(r) for t, r in arrays["rewards"].items()},
+                           jax.tree.map(lambda x: cut(x, frames - 1), arrays["actions"]),
+                           jax.tree.map(lambda x: cut(x, frames - 1), arrays["info"])))
+    return out
+
+
 def rollout(env: Environment, key: jax.Array, policy: Policy | None = None, episodes: int = 1) -> list[Episode]:
     """Play ``episodes`` episodes of ``env`` with ``policy`` (None: uniformly random valid actions) in one
     jitted program, and return each one cut at its done step (``env.max_steps`` at most)."""
-    B = episodes
-
-    def run(key):
-        k_reset, k_run = jax.random.split(key)
-        ts, state = jax.vmap(env.reset)(jax.random.split(k_reset, B))
-        hidden = policy.init_hidden(B) if policy is not None else None
-
-        def step(carry, key):
-            ts, state, hidden, starts, done = carry
-            k_act, k_env = jax.random.split(key)
-            if policy is None:
-                actions = jax.vmap(env.sample_actions)(jax.random.split(k_act, B), ts.avail_actions)
-            else:
-                hidden, actions = policy.act(k_act, ts, hidden, starts)
-            ts, state = jax.vmap(env.step)(jax.random.split(k_env, B), state, actions)
-            # A step belongs to the episode if the episode had not ended before it.
-            return (ts, state, hidden, jnp.zeros(B, bool), done | ts.done), (state, ts.reward, ~done)
-
-        carry = (ts, state, hidden, jnp.ones(B, bool), jnp.zeros(B, bool))
-        _, (states, rewards, valid) = jax.lax.scan(step, carry, jax.random.split(k_run, env.max_steps))
-        first = lambda x0, xs: jnp.concatenate([x0[None], xs])  # noqa: E731  prepend the reset frame
-        states = jax.tree.map(first, state, states)
-        rewards = jax.tree.map(lambda r: first(jnp.zeros_like(r[0]), r), rewards)
-        return states, rewards, first(jnp.ones(B, bool), valid)
-
-    states, rewards, valid = jax.device_get(jax.jit(run)(key))  # leaves [F_max, B, ...]
-    out = []
-    for b in range(B):
-        frames = int(valid[:, b].sum())
-        cut = lambda x: np.asarray(x[:frames, b])  # noqa: E731
-        out.append(Episode(jax.tree.map(cut, states), {t: cut(r) for t, r in rewards.items()}))
-    return out
+    act, init_hidden = (None, None) if policy is None else (policy.act, policy.init_hidden)
+    run = jax.jit(lambda key: rollout_arrays(env, key, act, init_hidden, episodes))
+    return cut_episodes(jax.device_get(run(key)))  # leaves [F_max, B, ...]
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ import numpy as np
 
 import jmarl
 from jmarl.train.algorithms import ResolvedConfig, algorithm_module, implied_overrides, resolve
+from jmarl.agents.rollout import resolve_objective
 from jmarl.core.config import ConfigError
 from jmarl.core.registry import make
 from jmarl.train.stats import aggregate
@@ -280,7 +281,9 @@ def validate(entries: Sequence[Entry], steps: int | None, scale: float | None,
         try:
             resolved = e.resolved(budget(e, steps, scale), algorithm)
             # make_train only checks and builds closures (nothing compiles): it catches sizes that don't divide.
-            algorithm_module(resolved.algo).make_train(resolved.config, make(e.env, **resolved.env_kwargs))
+            env = make(e.env, **resolved.env_kwargs)
+            algorithm_module(resolved.algo).make_train(resolved.config, env)
+            resolve_objective(getattr(resolved.config, "objective", ""), env)  # an objective the env reports
         except (ConfigError, ValueError) as err:
             raise ConfigError(f"entry {e.name}: {err}") from err
         out.append(resolved)
@@ -307,12 +310,19 @@ def hardware() -> dict:
 
 def result_row(preset: str, entry: Entry, resolved: ResolvedConfig, results: dict, wall: float, command: str,
                run_dir: Path) -> dict:
-    """The JSON row of one trained entry; statistics from ``jmarl.train.stats.aggregate`` over the seeds."""
+    """The JSON row of one trained entry; statistics from ``jmarl.train.stats.aggregate`` over the seeds.
+
+    Its value: the win rate (``metric="win_rate"``) or the run's objective (``results["objective"]``: a team's
+    return, the sum of cooperating teams', or a metric; an entry sets it with ``overrides={"objective": ...}``),
+    never a sum of opposing teams. ``teams``: every team's return per seed with mean and 95% CI."""
     config = results["configs"][0]
     if entry.metric == "win_rate" and "win_rates" not in config:
         raise ConfigError(f"{entry.name}: the final evaluation reported no win rate")
-    values = config["win_rates"] if entry.metric == "win_rate" else config["returns"]
+    values = config["win_rates"] if entry.metric == "win_rate" else config.get("scores", config.get("returns"))
     agg = aggregate(np.asarray(values))
+    objective = results.get("objective", "return")
+    teams = {t: {"mean": v["mean"], "ci": [v.get("mean_lo"), v.get("mean_hi")], "per_seed": v["values"]}
+             for t, v in config.get("teams", {}).items()}
     cfg = resolved.config
     # Training time of the commands this one resumed; None: resumed from a checkpoint without a clock.
     earlier = results.get("earlier_train_seconds", 0.0)
@@ -324,20 +334,22 @@ def result_row(preset: str, entry: Entry, resolved: ResolvedConfig, results: dic
         "metric": entry.metric, "metric_description": METRICS[entry.metric],
         "mean": agg["mean"], "ci": [agg["mean_lo"], agg["mean_hi"]], "iqm": agg["iqm"],
         "iqm_ci": [agg["iqm_lo"], agg["iqm_hi"]], "per_seed": [float(v) for v in values],
-        "final_returns": config["returns"],
+        "final_returns": config.get("returns"), "objective": objective, "teams": teams,
         "published": dataclasses.asdict(entry.published), "settings_source": entry.settings_source,
         "note": entry.note, "wall_seconds": wall + (earlier or 0.0), "compile_seconds": results["compile_seconds"],
         "resumed_at_chunk": results.get("resumed_at_chunk", 0), "earlier_train_seconds": earlier,
         "train_seconds": results["train_seconds"], "env_steps_per_second": results["env_steps_per_second"],
         "hardware": hardware(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": command, "run_dir": str(run_dir), "jmarl_version": jmarl.__version__,
-        "config": resolved.to_dict(), "curve": learning_curve(run_dir, entry.metric),
+        "config": resolved.to_dict(),
+        "curve": learning_curve(run_dir, "win_rate" if entry.metric == "win_rate" else objective.removeprefix("-")),
     }
 
 
 def learning_curve(run_dir: str | Path, metric: str) -> dict:
     """The greedy evaluation after every chunk of a run, from its ``metrics.jsonl``:
-    ``{"env_steps": [C] (per seed), "per_seed": [S][C]}`` of ``eval/{metric}``."""
+    ``{"env_steps": [C] (per seed), "per_seed": [S][C]}`` of ``eval/{metric}`` (``win_rate``, ``return/TEAM``,
+    ...)."""
     rows = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines() if line]
     steps = sorted({r["env_steps"] for r in rows})
     members = sorted({r["member"] for r in rows})
@@ -366,6 +378,7 @@ def reproduce(preset_name: str, *, seeds: int | None = None, steps: int | None =
     seeds = seeds or preset.default_seeds
     entries = select(preset, only)
     resolved_all = validate(entries, steps, scale, algorithm)
+    from jmarl.train import distributed
     from jmarl.train.run import Population, train  # heavy imports (orbax, plotting) only once there is work to do
 
     out = Path(out or f"runs/reproduce/{preset.name}_{time.strftime('%Y%m%d-%H%M%S')}")
@@ -387,13 +400,15 @@ def reproduce(preset_name: str, *, seeds: int | None = None, steps: int | None =
         row = result_row(preset.name, entry, resolved, results, time.perf_counter() - t0, command, run_dir)
         if algorithm is not None:  # not the built-in's row: a row of its own beside it
             row["algo"] = f"{Path(algorithm).stem if algorithm.endswith('.py') else algorithm} ({entry.algo})"
-        append_row(results_file, row)
+        if distributed.is_writer():  # in a cluster, process 0 alone writes the results store
+            append_row(results_file, row)
         rows.append(row)
         if not quiet:
             ci = " (95% CI)" if row["seeds"] > 1 else ""  # one seed's text already says it has none
             print(f"  {mean_ci_text(row)}{ci}, published {format_value(row['published']['value'], row['metric'])}"
                   f", {row['wall_seconds']:.0f} s", flush=True)
-    write_markdown(results_file)
+    if distributed.is_writer():
+        write_markdown(results_file)
     return rows
 
 
@@ -509,7 +524,11 @@ def render_markdown(rows: Sequence[dict]) -> str:
         groups.setdefault(row["env_label"], []).append(row)
     for label, group in groups.items():
         metrics = sorted({r["metric"] for r in group})
-        lines += [f"## {label}", "", "Metric: " + "; ".join(METRICS[m] for m in metrics) + ".", "",
+        # Several teams (competitive envs): which one's return (or which metric) the rows' values are.
+        objectives = sorted({r["objective"] for r in group if len(r.get("teams") or {}) > 1})
+        declared = f" Objective: {', '.join(objectives)} (each team's return is in the row's `teams`)." \
+            if objectives else ""
+        lines += [f"## {label}", "", "Metric: " + "; ".join(METRICS[m] for m in metrics) + "." + declared, "",
                   "| algo | preset | budget | seeds | jmarl [95% CI] | IQM | published | wall | env steps/s "
                   "| hardware | date | command |",
                   "|---|---|---:|---:|---|---:|---|---:|---:|---|---|---|"]

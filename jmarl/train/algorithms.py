@@ -34,7 +34,7 @@ from types import ModuleType
 from typing import Any, Mapping
 
 from jmarl.core.config import ConfigError, build, describe_fields
-from jmarl.core.registry import env_class
+from jmarl.core.registry import env_class, env_config_class
 from jmarl.train.contract import check_algorithm
 
 # Built-in names -> (module, static overrides that the name implies).
@@ -256,7 +256,7 @@ def split_overrides(module: ModuleType, overrides: Mapping[str, Any], env: str, 
     """Sort ``key=value`` overrides into static config, hyperparameters and ``env.*`` kwargs."""
     static_keys = {f.name for f in dataclasses.fields(module.Config)}
     hparam_keys = {f.name for f in dataclasses.fields(module.Hparams)}
-    env_keys = {f.name for f in dataclasses.fields(env_class(env).Config)}
+    env_keys = {f.name for f in dataclasses.fields(env_config_class(env))}  # with the message keys
     static, hparams, env_kwargs = {}, {}, {}
     for key, value in overrides.items():
         if key.startswith("env."):
@@ -293,7 +293,7 @@ def has_box_actions(env: str, env_kwargs: Mapping[str, Any]) -> bool:
 def qualified_presets(module: ModuleType, algo: str, env: str, env_kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """The presets keyed ``env[key=value]`` then ``algo/env[key=value]`` whose keyword matches the environment
     as built (``env_kwargs`` over its defaults), e.g. ``smax[scenario=5m_vs_6m]``."""
-    built = {f.name: f.default for f in dataclasses.fields(env_class(env).Config)} | dict(env_kwargs)
+    built = {f.name: f.default for f in dataclasses.fields(env_config_class(env))} | dict(env_kwargs)
     merged: dict[str, Any] = {}
     for prefix in (env, f"{algo}/{env}"):
         for key, value in sorted(built.items()):
@@ -333,6 +333,6 @@ def resolve(algo: str, env: str, overrides: Mapping[str, Any] | None = None, use
     hparams = build(module.Hparams, {**hparams_p, **hparams_o}, what=f"{algo} hyperparameters")
     env_kwargs = {**env_p, **env_o}
     # Checked early and kept as typed values (env.flag=true on the command line is recorded as True).
-    env_config = build(env_class(env).Config, env_kwargs, what=f"environment {env!r}")
+    env_config = build(env_config_class(env), env_kwargs, what=f"environment {env!r}")
     env_kwargs = {k: getattr(env_config, k) for k in env_kwargs}
     return ResolvedConfig(algo, env, env_kwargs, config, hparams)

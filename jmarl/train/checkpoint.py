@@ -19,6 +19,8 @@ from typing import Any
 
 import jax
 
+from jmarl.train import distributed
+
 MANIFEST = "jmarl_manifest.json"
 
 
@@ -67,25 +69,35 @@ def save(root: str | os.PathLike, chunk: int, state: Any, meta: dict, keep: int 
 
     Checkpoints of later chunks than ``chunk`` are deleted first: after a resume from an earlier checkpoint
     they are damaged or partial ones being recomputed, and they must not count toward ``keep`` (which would
-    delete the checkpoint just saved)."""
+    delete the checkpoint just saved).
+
+    In a cluster (``jmarl.train.distributed``) every process calls it: each writes its own shards of ``state``
+    (orbax's multi-process save) into the same directory, on a filesystem they share; process 0 alone deletes,
+    hashes and writes the manifest, after a barrier, so that every process can restore it. When ``save``
+    returns on any process, the manifest is written."""
     root = Path(root)
-    for later, old in chunk_dirs(root):
-        if later > chunk:
-            shutil.rmtree(old, ignore_errors=True)
     path = root / f"chunk_{chunk:06d}"
-    if path.exists():
-        shutil.rmtree(path)
+    if distributed.is_writer():
+        for later, old in chunk_dirs(root):
+            if later > chunk:
+                shutil.rmtree(old, ignore_errors=True)
+        if path.exists():
+            shutil.rmtree(path)
+    distributed.barrier(f"jmarl checkpoint {chunk}: cleared")
     import orbax.checkpoint as ocp  # here, not at the top: `import jmarl` stays light
 
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(path.absolute(), state)
     checkpointer.wait_until_finished()
-    manifest = {"files": _files(path), "meta": {**meta, "chunk": chunk}}
-    tmp = path / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, path / MANIFEST)  # atomic: a manifest exists only for a complete checkpoint
-    for _, old in chunk_dirs(root)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+    distributed.barrier(f"jmarl checkpoint {chunk}: written")  # every process's shards are on disk
+    if distributed.is_writer():
+        manifest = {"files": _files(path), "meta": {**meta, "chunk": chunk}}
+        tmp = path / (MANIFEST + ".tmp")
+        tmp.write_text(json.dumps(manifest, indent=1))
+        os.replace(tmp, path / MANIFEST)  # atomic: a manifest exists only for a complete checkpoint
+        for _, old in chunk_dirs(root)[:-keep] if keep > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+    distributed.barrier(f"jmarl checkpoint {chunk}: manifest")
     return path
 
 

@@ -14,9 +14,10 @@ dotted module path) that provides:
 - ``make_train(config, env) -> Trainer``: pure functions of one run (below). It validates ``config``
   against ``env`` and raises ``ConfigError`` before anything compiles.
 
-The run keeps a ``RunnerState``-like NamedTuple (the algorithm's own type) with at least ``params``,
-``key`` (PRNG key) and ``update`` (i32[] updates done), which is what ``chunked_run`` and the checkpoints
-handle. Each algorithm file ends with::
+The run keeps a ``RunnerState``-like NamedTuple (the algorithm's own type) with at least ``params``
+({team: that team's parameters}), ``key`` (PRNG key) and ``update`` (i32[] updates done), which is what
+``chunked_run``, the checkpoints and warm starts (``init_from``) handle; a ``target_params`` field of the same
+tree (target networks) is warm-started with ``params``. Each algorithm file ends with::
 
     if __name__ == "__main__":
         from jmarl.tools.cli import main_for_file
@@ -52,6 +53,13 @@ class RunConfig(ChunkedSchedule):
     eval_episodes: int = 32
     fixed_teams: tuple[str, ...] = ()  # teams that do not learn: they play fixed_policy (jmarl.agents.opponents)
     fixed_policy: str = "random"  # "random", "heuristic" (the env's scripted policy) or a run directory
+    # The headline of results.json, sweeps and reproduce rows, and what "best" maximises: return/TEAM, return,
+    # win_rate or metric/NAME, a leading "-" to minimise; "" takes the env's (jmarl.agents.rollout.resolve_objective).
+    objective: str = ""
+    # Warm start (jmarl.train.load.warm_start_params): the run directory whose member 0 gives the initial
+    # parameters of init_from_teams, each "TEAM" or "SOURCE_TEAM:TEAM" (empty: every learning team, same names).
+    init_from: str = ""
+    init_from_teams: tuple[str, ...] = ()
 
 
 # act(params, hidden, timestep [B], starts bool[B], key, greedy) -> (hidden, {team: actions [B, N, ...]}, extras)
@@ -65,10 +73,10 @@ class Trainer(NamedTuple):
     - ``init(key, hparams) -> runner``
     - ``run_chunk(runner, hparams) -> (runner, metrics)``: ``config.updates_per_chunk`` updates, then a
       greedy evaluation of the params just updated; metrics are per-update values f32[U] and the
-      evaluation's scalars (``eval/return``, ``eval/return/{team}``, ``eval/metric/{name}``, ...).
+      evaluation's scalars (``eval/return/{team}``, ``eval/win_rate``, ``eval/metric/{name}``, ...).
     - ``train(key, hparams) -> (runner, metrics)``: the whole run in one program (metrics [num_chunks, ...]).
-    - ``evaluate(params, key, num_episodes=config.eval_episodes) -> metrics`` (with
-      ``eval/episode_returns`` f32[num_episodes]).
+    - ``evaluate(params, key, num_episodes=config.eval_episodes) -> metrics`` (with each episode's values
+      f32[num_episodes]: ``eval/episode_returns/{team}``, ...; ``jmarl.agents.rollout.evaluate_episodes``).
     - ``policy(params, hidden, timestep, starts, key, greedy) -> (hidden, actions, extras)``: acting, batched
       over envs; ``hidden`` has the layout of ``runner.hidden`` without the population axis (``()`` when the
       algorithm keeps no recurrent state).

@@ -26,12 +26,15 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import jmarl
-from jmarl.train import checkpoint
+from jmarl.train import checkpoint, distributed
+from jmarl.train.files import (CONFIG_FILE, LOCK_FILE, METRICS_FILE, RESULTS_FILE, _CONFIG_KEYS,
+                               RunDirectoryError, read_config, read_metrics)
 from jmarl.core.wrappers import WithMetrics
 from jmarl.train.algorithms import ResolvedConfig, algorithm_module, metric_function
 from jmarl.core.config import ConfigError, check_ranges
 from jmarl.core.registry import make
 from jmarl.train.stats import aggregate, marl_eval_json
+from jmarl.agents.rollout import episodes_key, higher_is_better, objective_key, resolve_objective
 
 
 @dataclasses.dataclass
@@ -58,14 +61,12 @@ class Population:
 
 
 def population_sharding(size: int) -> NamedSharding:
-    """Shard the leading (population) axis over as many devices as divide it."""
+    """Shard the leading (population) axis of an unpadded population over as many devices as divide it (for
+    ``jax.device_put(pop.stacked(), ...)`` in Python). ``train`` pads instead and uses every device of every
+    host: ``jmarl.train.distributed.population_layout``."""
     devices = jax.devices()
     count = max(d for d in range(1, len(devices) + 1) if size % d == 0)
     return NamedSharding(Mesh(np.array(devices[:count]), ("pop",)), PartitionSpec("pop"))
-
-
-def _host(tree):
-    return jax.tree.map(np.asarray, jax.device_get(tree))
 
 
 def _chunk_rows(metrics: dict, pop: Population, chunk: int) -> list[dict]:
@@ -74,7 +75,7 @@ def _chunk_rows(metrics: dict, pop: Population, chunk: int) -> list[dict]:
     for i in range(len(pop)):
         row = {"chunk": chunk, "member": i, "config_id": pop.config_ids[i], "seed": pop.seeds[i]}
         for k, v in metrics.items():
-            if k == "eval/episode_returns":
+            if k.startswith("eval/episode_"):  # each evaluation episode's values: results.json summarises them
                 continue
             v = np.asarray(v[i])
             row[k] = float(v.mean()) if v.ndim else (int(v) if k == "env_steps" else float(v))
@@ -83,10 +84,11 @@ def _chunk_rows(metrics: dict, pop: Population, chunk: int) -> list[dict]:
 
 
 class _Progress:
-    """A tqdm bar over env steps with steps/s and the latest return; silent when quiet."""
+    """A tqdm bar over env steps with steps/s and the latest evaluation of ``key`` (the objective's); silent
+    when quiet."""
 
-    def __init__(self, total: int, quiet: bool, start: int = 0):
-        self.bar = None
+    def __init__(self, total: int, quiet: bool, start: int = 0, key: str = "eval/return"):
+        self.bar, self.key = None, key
         if not quiet:
             from tqdm import tqdm
             self.bar = tqdm(total=total, initial=start, unit="step", unit_scale=True, dynamic_ncols=True,
@@ -95,8 +97,8 @@ class _Progress:
     def update(self, steps: int, rows: list[dict]):
         if self.bar is None:
             return
-        ret = np.mean([r.get("eval/return", np.nan) for r in rows])
-        self.bar.set_postfix_str(f"eval return {ret:.2f}")
+        ret = np.mean([r.get(self.key, np.nan) for r in rows])
+        self.bar.set_postfix_str(f"{self.key} {ret:.2f}")
         self.bar.update(steps)
 
     def close(self):
@@ -134,71 +136,6 @@ class Diverged(RuntimeError):
         self.members = members
 
 
-class RunDirectoryError(ConfigError):
-    """A run directory that cannot be used as asked (in use, not empty, damaged, nothing to resume);
-    the message names the directory or file and says what to do."""
-
-
-CONFIG_FILE, METRICS_FILE, RESULTS_FILE, LOCK_FILE = "config.json", "metrics.jsonl", "results.json", ".jmarl.lock"
-# What a run's config.json must hold (with the types ``--resume`` and ``jmarl.load`` rely on).
-_CONFIG_KEYS = {"algo": str, "env": str, "env_kwargs": dict, "config": dict, "hparams": dict, "seeds": list,
-                "config_ids": list, "member_hparams": list}
-
-
-def read_config(run_dir: str | Path) -> dict:
-    """The ``config.json`` of the run in ``run_dir``; raises RunDirectoryError naming the directory (missing,
-    not a run) or the file and what is wrong with it (not JSON, keys missing or of the wrong type)."""
-    run_dir = Path(run_dir)
-    path = run_dir / CONFIG_FILE
-    if not run_dir.is_dir():
-        raise RunDirectoryError(f"{run_dir}: no such run directory")
-    if not path.is_file():
-        raise RunDirectoryError(f"{run_dir} is not a jmarl run directory: it has no {CONFIG_FILE}")
-    try:
-        saved = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise RunDirectoryError(f"{path} is damaged: not valid JSON ({e})") from None
-    if not isinstance(saved, dict):
-        raise RunDirectoryError(f"{path} is damaged: a JSON {type(saved).__name__}, not a run's settings")
-    missing = [k for k in _CONFIG_KEYS if k not in saved]
-    wrong = [f"{k} (a {type(saved[k]).__name__}, not a {t.__name__})" for k, t in _CONFIG_KEYS.items()
-             if k in saved and not isinstance(saved[k], t)]
-    if missing or wrong:
-        raise RunDirectoryError(f"{path} is damaged or not a jmarl run config: "
-                                + "; ".join(([f"missing keys {missing}"] if missing else [])
-                                            + ([f"wrong types: {', '.join(wrong)}"] if wrong else [])))
-    if not len(saved["seeds"]) == len(saved["config_ids"]) == len(saved["member_hparams"]) > 0:
-        raise RunDirectoryError(f"{path} is damaged: seeds, config_ids and member_hparams must have one entry "
-                                f"per member (lengths {len(saved['seeds'])}, {len(saved['config_ids'])}, "
-                                f"{len(saved['member_hparams'])})")
-    return saved
-
-
-def read_metrics(path: str | Path) -> list[dict]:
-    """The rows of a metrics.jsonl. A cut-off last line (what a kill while writing leaves) is dropped with a
-    warning; any other line that is not a JSON row raises RunDirectoryError naming the file and line."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    lines = path.read_text().split("\n")
-    rows = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            if not isinstance(row, dict) or not isinstance(row.get("chunk"), int):
-                raise ValueError("not a row with a chunk number")
-        except ValueError as e:
-            if number == len(lines):  # the last line, without its newline: cut off by a kill
-                print(f"jmarl: warning: {path}: dropped the cut-off last line {number} (the run was stopped while "
-                      f"writing it)", file=sys.stderr)
-                continue
-            raise RunDirectoryError(f"{path} is damaged: line {number} is not a metrics row ({e})") from None
-        rows.append(row)
-    return rows
-
-
 def _differences(old, new, where: str = "") -> list[str]:
     """``key: A in the run, B now`` for every leaf where two JSON-like values differ."""
     if isinstance(old, dict) and isinstance(new, dict):
@@ -212,6 +149,28 @@ def _differences(old, new, where: str = "") -> list[str]:
         return [f"{where}: {len(old)} entries in the run, {len(new)} now"]
     short = lambda v: repr(v) if len(repr(v)) <= 60 else repr(v)[:57] + "..."  # noqa: E731
     return [f"{where}: {short(old)} in the run, {short(new)} now"]
+
+
+def _setting_defaults(resolved: ResolvedConfig) -> dict:
+    """{"config": ..., "hparams": ...}: the defaults of the algorithm's Config and Hparams fields, as JSON."""
+    fields = lambda cls: {f.name: f.default for f in dataclasses.fields(cls)  # noqa: E731
+                          if f.default is not dataclasses.MISSING}
+    return json.loads(json.dumps({"config": fields(type(resolved.config)), "hparams": fields(type(resolved.hparams))},
+                                 default=str))
+
+
+def _adopt_new_defaults(old: dict, new: dict, defaults: dict) -> None:
+    """Settings that jmarl gained after a run was started are absent from its config.json; where the resumed
+    run keeps such a setting at its default, the run's config takes it (in place), so that an older run
+    resumes. ``defaults``: {"config": {key: default}, "hparams": {key: default}} as JSON values."""
+    for section, members in (("config", None), ("hparams", "member_hparams")):
+        for key, default in defaults.get(section, {}).items():
+            if key in old.get(section, {}) or new.get(section, {}).get(key, default) != default:
+                continue
+            old.setdefault(section, {})[key] = default
+            for member in (old.get(members, []) if members else []):
+                if isinstance(member, dict) and key not in member:
+                    member[key] = default
 
 
 class RunDirectory:
@@ -290,7 +249,7 @@ class RunDirectory:
         self._lock_fd = None
 
     # --- opening ---------------------------------------------------------------------------------------
-    def open(self, meta: dict, resume: bool, num_chunks: int) -> bool:
+    def open(self, meta: dict, resume: bool, num_chunks: int, defaults: dict | None = None) -> bool:
         """Lock, check and write ``config.json``; returns whether there is a run to continue (``resume`` into
         a directory holding one). ``resume`` into an empty or missing directory starts a new run."""
         self.lock()
@@ -308,6 +267,7 @@ class RunDirectory:
         if has_run:
             old = read_config(self.path)
             new = json.loads(json.dumps(meta))  # as it would be saved: tuples as lists
+            _adopt_new_defaults(old, new, defaults or {})
             diff = [d for k in self.COMPARED for d in _differences(old.get(k), new.get(k), k)]
             if diff:
                 raise RunDirectoryError(
@@ -435,52 +395,96 @@ def train(resolved: ResolvedConfig, pop: Population, run_dir: str | Path, *, res
         env = WithMetrics(env, [metric_function(m) for m in metrics])
     trainer = module.make_train(resolved.config, env)  # validates sizes before anything compiles
     cfg = trainer.config
-    meta = {"jmarl_version": jmarl.__version__, **resolved.to_dict(), "seeds": pop.seeds,
+    # The headline (results.json, best configuration) and a warm start, both checked before anything compiles.
+    objective = resolve_objective(getattr(cfg, "objective", ""), env)
+    warm = _warm_start(cfg, resolved, trainer, pop) if getattr(cfg, "init_from", "") and not resume else None
+    meta = {"jmarl_version": jmarl.__version__, **resolved.to_dict(), "objective": objective, "seeds": pop.seeds,
             "config_ids": pop.config_ids, "member_hparams": [_hparams_dict(h) for h in pop.hparams],
             "metrics": [m if isinstance(m, str) else getattr(m, "__qualname__", repr(m)) for m in metrics],
             "env_spec": {t: {"num_agents": team.num_agents, "obs_shape": list(team.obs_shape),
                              "action_space": repr(team.action_space)} for t, team in env.teams.items()}}
     directory = RunDirectory(run_dir)
     with directory:  # holds the run directory's lock until training is over (or fails)
-        continuing = directory.open(meta, resume, cfg.num_chunks)
-        if continuing and directory.finished(cfg.num_chunks):
-            if not quiet:
-                print(f"jmarl: {run_dir} is finished (all {cfg.num_chunks} chunks trained, {RESULTS_FILE} written); "
-                      f"nothing to do, nothing changed")
-            return json.loads((run_dir / RESULTS_FILE).read_text())
-        # Where to resume from, found before anything compiles (None: from chunk 0); nothing intact is an error.
-        found = directory.resume_point() if continuing else None
-        if continuing and found is None and not quiet:
-            print(f"jmarl: {run_dir} stopped before its first checkpoint: starting from chunk 0")
+
+        def open_run() -> dict:  # process 0 alone (distributed.from_writer): lock, checks, config.json
+            continuing = directory.open(meta, resume, cfg.num_chunks, _setting_defaults(resolved))
+            if continuing and directory.finished(cfg.num_chunks):
+                if not quiet:
+                    print(f"jmarl: {run_dir} is finished (all {cfg.num_chunks} chunks trained, {RESULTS_FILE} "
+                          f"written); nothing to do, nothing changed")
+                return {"finished": json.loads((run_dir / RESULTS_FILE).read_text())}
+            # Where to resume from, found before anything compiles (None: from chunk 0); nothing intact is an error.
+            found = directory.resume_point() if continuing else None
+            if continuing and found is None and not quiet:
+                print(f"jmarl: {run_dir} stopped before its first checkpoint: starting from chunk 0")
+            return {"found": None if found is None else [str(found[0]), found[1]]}
+
+        opened = distributed.from_writer(open_run, f"opening {run_dir}")
+        if "finished" in opened:
+            return opened["finished"]
+        distributed.check_shared(run_dir / CONFIG_FILE)  # every host reads the directory process 0 wrote
+        found = None if opened["found"] is None else (Path(opened["found"][0]), opened["found"][1])
+        if getattr(cfg, "init_from", "") and warm is None and found is None:  # resumed before its first checkpoint
+            warm = _warm_start(cfg, resolved, trainer, pop)
         return _train_chunks(directory, resolved, pop, trainer, env, found, checkpoint_every, keep_checkpoints,
-                             quiet, wandb, final_eval_factor, on_chunk, on_diverge)
+                             quiet or not distributed.is_writer(), wandb, final_eval_factor, on_chunk, on_diverge,
+                             objective, warm)
+
+
+def initial_runner(trainer, keys: jax.Array, hparams: Any, sharding: NamedSharding, warm: dict | None = None):
+    """Every member's runner before its first update: ``trainer.init`` vmapped over ``keys`` [P, 2] and
+    ``hparams`` (leaves [P]), placed by ``sharding``; with ``warm`` ({team: parameters}: a warm start) those
+    teams' parameters replaced in the same program (``jmarl.train.load.apply_warm_start``; they are constants
+    of it)."""
+    from jmarl.train.load import apply_warm_start  # load imports this module
+
+    def init(keys, hparams):
+        runner = jax.vmap(trainer.init)(keys, hparams)
+        return runner if warm is None else apply_warm_start(runner, warm)
+
+    return jax.jit(init, out_shardings=sharding)(keys, hparams)
+
+
+def _warm_start(cfg, resolved: ResolvedConfig, trainer, pop: Population) -> dict:
+    """{team: initial parameters} from the run ``cfg.init_from`` names (``jmarl.train.load.warm_start_params``),
+    checked against the shapes of this run's (traced by ``jax.eval_shape``: nothing compiles)."""
+    from jmarl.train.load import warm_start_params  # load imports this module
+
+    like = jax.eval_shape(trainer.init, jax.random.PRNGKey(0), jax.tree.map(jnp.asarray, pop.hparams[0])).params
+    return warm_start_params(cfg, resolved.env, like)
 
 
 def _train_chunks(directory: RunDirectory, resolved: ResolvedConfig, pop: Population, trainer, env,
                   found: tuple[Path, dict] | None,
                   checkpoint_every: int, keep_checkpoints: int, quiet: bool, wandb: str, final_eval_factor: int,
-                  on_chunk, on_diverge: str) -> dict:
-    """The chunk loop of ``train`` in a locked, checked run directory."""
+                  on_chunk, on_diverge: str, objective: str = "return", warm: dict | None = None) -> dict:
+    """The chunk loop of ``train`` in a locked, checked run directory. ``warm``: {team: parameters} every member
+    starts from (a warm start; a resumed checkpoint replaces them)."""
     run_dir, cfg = directory.path, trainer.config
-    sharding = population_sharding(len(pop))
-    keys, hparams = jax.device_put(pop.stacked(), sharding)
-    init = jax.jit(jax.vmap(trainer.init))
-    run_chunk = jax.jit(jax.vmap(trainer.run_chunk))
+    # Every device of every process trains members; copies pad the population to a multiple of the device count
+    # and are dropped (``layout.members``) from everything logged, checked or reported.
+    layout = distributed.population_layout(len(pop))
+    if not quiet and (layout.padded > layout.size or len(jax.devices()) > 1):
+        print(f"jmarl: {layout.describe()}")
+    keys, hparams = layout.place(pop.stacked())  # [P', 2], leaves f32[P']: P' = layout.padded
     # Placed like the population so run_chunk's compiled input shardings match on every device count.
-    runner = jax.device_put(init(keys, hparams), sharding)
+    run_chunk = jax.jit(jax.vmap(trainer.run_chunk))
+    runner = initial_runner(trainer, keys, hparams, layout.sharding, warm)
 
     start_chunk, earlier_s = 0, 0.0  # earlier_s: training seconds of the commands this one resumes
     ckpt_root = directory.checkpoints
     last_ckpt = None
     if found is not None:
         last_ckpt, ckpt_meta = found
-        runner = jax.device_put(checkpoint.restore(last_ckpt, runner), sharding)
+        # Saved on another device count (other padding, or before padding: P slots): re-laid out on restore.
+        saved = ckpt_meta.get("padded_population", len(pop))
+        runner = layout.repad(checkpoint.restore(last_ckpt, layout.saved_like(runner, saved)))
         start_chunk = ckpt_meta["chunk"] + 1
         earlier_s = ckpt_meta.get("train_seconds")  # None: saved before runs kept their clock
         if not quiet:
             print(f"jmarl: resumed from {last_ckpt} (chunk {start_chunk} of {cfg.num_chunks})")
     metrics_path = run_dir / METRICS_FILE
-    kept_rows = directory.keep_metrics_before(start_chunk)
+    kept_rows = distributed.from_writer(lambda: directory.keep_metrics_before(start_chunk), f"reading {metrics_path}")
     # Members that went non-finite before the checkpoint resumed from (their rows say so; "mark" runs on).
     diverged: dict[int, dict] = {}
     for r in kept_rows:
@@ -491,8 +495,9 @@ def _train_chunks(directory: RunDirectory, resolved: ResolvedConfig, pop: Popula
                            "chunk": r["chunk"], "what": _nonfinite_what(r["nonfinite"])}
 
     steps_per_chunk = cfg.updates_per_chunk * cfg.batch_size * len(pop)
-    progress = _Progress(cfg.num_chunks * steps_per_chunk, quiet, start_chunk * steps_per_chunk)
-    logger = _wandb_run(wandb, run_dir, resolved, pop)
+    progress = _Progress(cfg.num_chunks * steps_per_chunk, quiet, start_chunk * steps_per_chunk,
+                         objective_key(objective))
+    logger = _wandb_run(wandb if distributed.is_writer() else "disabled", run_dir, resolved, pop)
     try:
         t_compile = time.perf_counter()
         compiled = run_chunk.lower(runner, hparams).compile()
@@ -500,7 +505,7 @@ def _train_chunks(directory: RunDirectory, resolved: ResolvedConfig, pop: Popula
         t0 = time.perf_counter()
         for chunk in range(start_chunk, cfg.num_chunks):
             runner, chunk_metrics = compiled(runner, hparams)
-            chunk_metrics = _host(chunk_metrics)
+            chunk_metrics = layout.members(distributed.gather(chunk_metrics))  # every member, on every process
             # i32[P, U]: what went non-finite in each update (jmarl.agents.rollout.nonfinite_mask); 0: finite.
             nonfinite = np.asarray(chunk_metrics.pop("health/nonfinite"))
             rows = _chunk_rows(chunk_metrics, pop, chunk)
@@ -514,8 +519,9 @@ def _train_chunks(directory: RunDirectory, resolved: ResolvedConfig, pop: Popula
                                    "hparams": _hparams_dict(pop.hparams[i]), "update": row["nonfinite_update"],
                                    "chunk": chunk, "what": _nonfinite_what(int(nonfinite[i][u]))}
                     new.append(i)
-            with open(metrics_path, "a") as f:
-                f.writelines(json.dumps(r) + "\n" for r in rows)
+            if distributed.is_writer():
+                with open(metrics_path, "a") as f:
+                    f.writelines(json.dumps(r) + "\n" for r in rows)
             if logger is not None:
                 logger.log({k: float(np.mean([r[k] for r in rows])) for k in rows[0] if "/" in k}
                            | {"env_steps": rows[0]["env_steps"]})
@@ -530,7 +536,8 @@ def _train_chunks(directory: RunDirectory, resolved: ResolvedConfig, pop: Popula
             if (chunk + 1) % checkpoint_every == 0 or chunk + 1 == cfg.num_chunks:
                 clock = None if earlier_s is None else earlier_s + time.perf_counter() - t0  # unknown stays unknown
                 last_ckpt = checkpoint.save(ckpt_root, chunk, runner,
-                                            {"env_steps": rows[0]["env_steps"], "train_seconds": clock},
+                                            {"env_steps": rows[0]["env_steps"], "train_seconds": clock,
+                                             "padded_population": layout.padded},
                                             keep=keep_checkpoints)
             if on_chunk is not None:
                 on_chunk(chunk, rows)
@@ -545,11 +552,13 @@ def _train_chunks(directory: RunDirectory, resolved: ResolvedConfig, pop: Popula
     # Final evaluation of the last parameters on 10x as many episodes, in one vmapped call.
     final_episodes = cfg.eval_episodes * final_eval_factor
     evaluate = jax.jit(jax.vmap(functools.partial(trainer.evaluate, num_episodes=final_episodes)))
-    final = _host(evaluate(runner.params, jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)))
+    final_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
+    final = layout.members(distributed.gather(evaluate(runner.params, final_keys)))  # every member, every process
     results = _summarise(run_dir, resolved, pop, final, env, compile_s, train_s,
                          (cfg.num_chunks - start_chunk) * steps_per_chunk,
                          {"resumed_at_chunk": start_chunk, "earlier_train_seconds": earlier_s,
-                          "diverged": [diverged[i] for i in sorted(diverged)]})
+                          "diverged": [diverged[i] for i in sorted(diverged)],
+                          "processes": jax.process_count(), "padded_population": layout.padded}, objective)
     if logger is not None:
         logger.summary.update({"final_return": (results["aggregate"] or {}).get("mean")})
         logger.finish()
@@ -559,43 +568,79 @@ def _hparams_dict(h) -> dict:
     return {f.name: float(getattr(h, f.name)) for f in dataclasses.fields(h)}
 
 
-def _summarise(run_dir, resolved, pop, final, env, compile_s, train_s, steps, resumed: dict) -> dict:
-    """results.json (per-configuration aggregates over seeds, best configuration), marl_eval.json, curve.png."""
-    final_returns = np.asarray(final["eval/episode_returns"])  # [P, episodes]
-    # A diverged member's parameters are not a policy: it has no score (NaN here, None in results.json), and is
-    # left out of every aggregate; a configuration with a diverged member is never "best".
-    gone = {d["member"] for d in resumed.get("diverged", [])}
+def summarise_configs(final: dict, pop: Population, objective: str, gone: set[int] = frozenset()) -> dict:
+    """What results.json says of the final evaluation ``final`` (leaves [P, ...]; per episode [P, E]): per
+    configuration, the objective's value of every seed (``scores``: its per-episode values averaged) with
+    mean / median / IQM and 95% CIs over seeds, every team's return the same way (``teams``), the win rate
+    and episode metrics; ``best``, the configuration whose mean is best by the objective; the same aggregates
+    over every member (``aggregate``, ``teams``). Members in ``gone`` (diverged) have no score (None) and are
+    left out of every aggregate; a configuration with one is never best."""
+    # A diverged member's parameters are not a policy: it has no score (NaN here, None in results.json).
     finite = np.array([i not in gone for i in range(len(pop))])
-    final_returns = np.where(finite[:, None], final_returns, np.nan)
-    per_member = final_returns.mean(-1)
+    per_episode = np.where(finite[:, None], np.asarray(final[episodes_key(objective)]), np.nan)  # [P, E]
+    per_member = per_episode.mean(-1)
+    teams = {k.removeprefix("eval/episode_returns/"): np.where(finite, np.asarray(v).mean(-1), np.nan)
+             for k, v in final.items() if k.startswith("eval/episode_returns/")}  # {team: [P]}
+    summed = np.where(finite, np.asarray(final["eval/episode_returns"]).mean(-1), np.nan) \
+        if "eval/episode_returns" in final else None  # the teams' sum, where it means something (one goal)
+    none = {"runs": 0, "mean": None}  # every seed diverged
     configs = []
     for c in sorted(set(pop.config_ids)):
         members = [i for i in range(len(pop)) if pop.config_ids[i] == c]
-        agg = _aggregate_finite(per_member[members]) or {"runs": 0, "mean": None}  # None: every seed diverged
-        configs.append({"config_id": c, "hparams": _hparams_dict(pop.hparams[members[0]]),
-                        "seeds": [pop.seeds[i] for i in members], "returns": _json_floats(per_member[members]),
-                        "diverged_members": [i for i in members if not finite[i]], **agg})
+        config = {"config_id": c, "hparams": _hparams_dict(pop.hparams[members[0]]),
+                  "seeds": [pop.seeds[i] for i in members], "scores": _json_floats(per_member[members])}
+        if summed is not None:
+            config["returns"] = _json_floats(summed[members])
+        config["diverged_members"] = [i for i in members if not finite[i]]
+        config.update(_aggregate_finite(per_member[members]) or none)
+        config["teams"] = {t: {"values": _json_floats(v[members]), **(_aggregate_finite(v[members]) or none)}
+                           for t, v in teams.items()}
         if "eval/win_rate" in final:  # envs that report wins (SMAX): the final win rate of each seed too
-            configs[-1]["win_rates"] = np.asarray(final["eval/win_rate"])[members].tolist()
+            config["win_rates"] = np.asarray(final["eval/win_rate"])[members].tolist()
         # Episode metrics (the env's info["metrics"] and the user's): per seed, and aggregated with CIs.
-        configs[-1]["metrics"] = {k.removeprefix("eval/metric/"): {
+        config["metrics"] = {k.removeprefix("eval/metric/"): {
             "values": np.asarray(v)[members].tolist(), **aggregate(np.asarray(v)[members])}
             for k, v in final.items() if k.startswith("eval/metric/")}
-    scored = [c for c in configs if not c["diverged_members"]]
-    best = max(scored, key=lambda r: r["mean"]) if scored else None
-    results = {"algo": resolved.algo, "env": resolved.env, "final_episodes": int(final_returns.shape[1]),
-               "configs": configs, "best": best, "aggregate": _aggregate_finite(per_member),
+        configs.append(config)
+    return {"objective": objective, "higher_is_better": higher_is_better(objective),
+            "final_episodes": int(per_episode.shape[1]), "configs": configs,
+            "best": best_config([c for c in configs if not c["diverged_members"]], objective),
+            "aggregate": _aggregate_finite(per_member), "teams": {t: _aggregate_finite(v) for t, v in teams.items()}}
+
+
+def best_config(configs: Sequence[dict], objective: str) -> dict | None:
+    """The configuration (results.json ``configs`` entries, none diverged) whose mean is best by ``objective``
+    (highest; lowest for a ``-`` objective); None when there is none."""
+    sign = 1.0 if higher_is_better(objective) else -1.0
+    return max(configs, key=lambda c: sign * c["mean"]) if configs else None
+
+
+def _summarise(run_dir, resolved, pop, final, env, compile_s, train_s, steps, resumed: dict,
+               objective: str = "return") -> dict:
+    """results.json (``summarise_configs``: per-configuration aggregates over seeds of the objective and of
+    every team, the best configuration), marl_eval.json, curve.png (the objective), curve_teams.png (every
+    team's return, where there are several) and curve_NAME.png (each episode metric)."""
+    gone = {d["member"] for d in resumed.get("diverged", [])}
+    summary = summarise_configs(final, pop, objective, gone)
+    results = {"algo": resolved.algo, "env": resolved.env, **summary,
                "compile_seconds": compile_s, "train_seconds": train_s,
                "env_steps_per_second": steps / max(train_s, 1e-9) if steps else None, **resumed,
                "devices": [str(d) for d in jax.devices()]}
+    if not distributed.is_writer():  # in a cluster, process 0 writes the run directory; the others just return
+        return results
     (run_dir / "results.json").write_text(json.dumps(results, indent=1))
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
-    _export_marl_eval(run_dir, resolved, pop, rows, final_returns)
+    per_episode = np.where(np.array([i not in gone for i in range(len(pop))])[:, None],
+                           np.asarray(final[episodes_key(objective)]), np.nan)
+    _export_marl_eval(run_dir, resolved, pop, rows, per_episode, objective_key(objective))
     from jmarl.train.plots import learning_curves
-    learning_curves(rows, run_dir / "curve.png", title=f"{resolved.algo} on {resolved.env}")
+    title = f"{resolved.algo} on {resolved.env}"
+    learning_curves(rows, run_dir / "curve.png", title=title, metric=objective_key(objective))
+    if len(summary["teams"]) > 1:
+        learning_curves(rows, run_dir / "curve_teams.png", title=title,
+                        metric=[f"eval/return/{t}" for t in summary["teams"]])
     for name in sorted({k for r in rows for k in r if k.startswith("eval/metric/")}):
-        learning_curves(rows, run_dir / f"curve_{name.removeprefix('eval/metric/')}.png",
-                        title=f"{resolved.algo} on {resolved.env}", metric=name)
+        learning_curves(rows, run_dir / f"curve_{name.removeprefix('eval/metric/')}.png", title=title, metric=name)
     return results
 
 
@@ -611,20 +656,23 @@ def _json_floats(x: np.ndarray) -> list:
     return [float(v) if np.isfinite(v) else None for v in np.asarray(x, np.float64)]
 
 
-def _export_marl_eval(run_dir, resolved, pop, rows, final_returns):
+def _export_marl_eval(run_dir, resolved, pop, rows, final_returns, key: str = "eval/return"):
+    """marl_eval.json of the objective: ``key`` after every chunk, its per-episode values at the end."""
     chunks = sorted({r["chunk"] for r in rows})
     steps = np.array([next(r["env_steps"] for r in rows if r["chunk"] == c) for c in chunks])
     means = np.full((len(pop), len(chunks), 1), np.nan)
     for r in rows:
-        means[r["member"], chunks.index(r["chunk"]), 0] = r.get("eval/return", np.nan)
+        means[r["member"], chunks.index(r["chunk"]), 0] = r.get(key, np.nan)
     out = marl_eval_json(resolved.env, json.dumps(resolved.env_kwargs, sort_keys=True) or "default",
                          resolved.algo, steps, means, final_returns)
     (run_dir / "marl_eval.json").write_text(json.dumps(out))
 
 
 def format_results(results: dict) -> str:
-    """Human-readable summary: one line per configuration, then the best."""
+    """Human-readable summary: one line per configuration (its objective; every team's return where there are
+    several), then the best."""
     lines = []
+    label = results.get("objective", "return")  # runs from before objectives were declared: the return
     for c in results["configs"]:
         hp = ", ".join(f"{k}={v:g}" for k, v in c["hparams"].items())
         gone = c.get("diverged_members") or []
@@ -632,8 +680,13 @@ def format_results(results: dict) -> str:
         if c.get("mean") is None:
             lines.append(f"  config {c['config_id']}: no score, every seed diverged ({hp})")
         else:
-            lines.append(f"  config {c['config_id']}: return {c['mean']:.2f} [95% CI {c['mean_lo']:.2f}, "
+            lines.append(f"  config {c['config_id']}: {label} {c['mean']:.2f} [95% CI {c['mean_lo']:.2f}, "
                          f"{c['mean_hi']:.2f}] over {c['runs']} seeds{note} ({hp})")
+            teams = c.get("teams", {})
+            if len(teams) > 1:
+                lines.append("    per team: " + "; ".join(
+                    f"return/{t} {v['mean']:.2f} [{v['mean_lo']:.2f}, {v['mean_hi']:.2f}]"
+                    for t, v in teams.items() if v.get("mean") is not None))
     for d in results.get("diverged", []):
         lines.append(f"  member {d['member']} (config {d['config_id']}, seed {d['seed']}) went non-finite "
                      f"({', '.join(d['what'])}) at update {d['update']}")
@@ -641,6 +694,6 @@ def format_results(results: dict) -> str:
     if b is None:
         lines.append("best: none: every configuration has a diverged member")
     else:
-        lines.append(f"best: config {b['config_id']} with greedy return {b['mean']:.2f} "
+        lines.append(f"best: config {b['config_id']} with greedy {label} {b['mean']:.2f} "
                      f"({results['final_episodes']} episodes per seed)")
     return "\n".join(lines)
