@@ -419,7 +419,7 @@ def make_train(config: GRPOConfig, env: Environment) -> Trainer:
             spine = pick((end.env_state, end.timestep, end.starts, end.hidden), K, jnp.zeros(E, jnp.int32))
             runner = runner._replace(env_state=spine[0], timestep=spine[1], starts=spine[2], hidden=spine[3])
         alive = traj[learners[0]].alive[..., 0]
-        return runner, {**episode_metrics(stats), **group_metrics, "grpo/alive_frac": alive.mean(),
+        return runner, {**episode_metrics(stats, env), **group_metrics, "grpo/alive_frac": alive.mean(),
                         **{f"loss/{t}/{k}": v.mean() for t, s in loss_stats.items() for k, v in s.items()}}
 
     # --- evaluation -----------------------------------------------------------------------------------

@@ -389,7 +389,7 @@ def make_train(config: MADDPGConfig, env: Environment) -> Trainer:
             learning, learn, skip, (runner.params, runner.target_params, runner.opt_state), k_learn)
         runner = runner._replace(params=params, target_params=target_params, opt_state=opt_state,
                                  buffer=buffer_state, key=key, update=runner.update + 1)
-        metrics = {**episode_metrics(stats), "learning": learning.astype(jnp.float32),
+        metrics = {**episode_metrics(stats, env), "learning": learning.astype(jnp.float32),
                    **{f"loss/{t}/{k}": v for t, s in loss_stats.items() for k, v in s.items()}}
         return runner, metrics
 

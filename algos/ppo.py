@@ -436,7 +436,7 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
         (params, opt_state), loss_stats = jax.lax.scan(
             epoch, (runner.params, runner.opt_state), jax.random.split(k_epochs, config.num_epochs))
         runner = runner._replace(params=params, opt_state=opt_state, key=key, update=runner.update + 1)
-        metrics = {**episode_metrics(stats), **{f"loss/{t}/{k}": v.mean() for t, s in loss_stats.items()
+        metrics = {**episode_metrics(stats, env), **{f"loss/{t}/{k}": v.mean() for t, s in loss_stats.items()
                                                 for k, v in s.items()}}
         if learns is not None:
             metrics.update({f"league/{t}/learning": learns[s].astype(jnp.float32) for s, t in enumerate(learners)})

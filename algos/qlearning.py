@@ -479,7 +479,7 @@ def make_train(config: QLearningConfig, env: Environment) -> Trainer:
 
         runner = runner._replace(params=params, target_params=target_params, opt_state=opt_state,
                                  buffer=buffer_state, key=key, update=runner.update + 1)
-        metrics = {**episode_metrics(stats), "epsilon": epsilon, "learning": learning.astype(jnp.float32),
+        metrics = {**episode_metrics(stats, env), "epsilon": epsilon, "learning": learning.astype(jnp.float32),
                    **{f"loss/{t}/{k}": v for t, s in loss_stats.items() for k, v in s.items()}}
         return runner, metrics
 
@@ -538,7 +538,7 @@ def make_train(config: QLearningConfig, env: Environment) -> Trainer:
         (params, opt_state), loss_stats = jax.lax.scan(
             epoch, (runner.params, runner.opt_state), jax.random.split(k_epochs, config.num_epochs))
         runner = runner._replace(params=params, opt_state=opt_state, key=key, update=runner.update + 1)
-        metrics = {**episode_metrics(stats), "epsilon": epsilon, "learning": jnp.ones(()),
+        metrics = {**episode_metrics(stats, env), "epsilon": epsilon, "learning": jnp.ones(()),
                    **{f"loss/{t}/{k}": v.mean() for t, s in loss_stats.items() for k, v in s.items()}}
         return runner, metrics
 

@@ -218,3 +218,17 @@ def test_objectives_each_env_offers():
     assert resolve_objective("", jmarl.make("mpe_speaker_listener")) == "return"  # one goal: the sum
     with pytest.raises(ConfigError, match="metric/captures"):
         resolve_objective("metric/capture", jmarl.make("mpe_tag"))
+
+
+def test_training_return_sums_teams_only_where_they_share_a_goal():
+    """``train/return`` (what every algorithm logs per update) adds the teams' returns for a cooperative
+    multi-team env (speaker_listener: one reward) and never for opposing teams (tag)."""
+    from jmarl.agents.rollout import episode_metrics
+
+    stats = {"episode_done": jnp.array([[True, False]]), "episode_length": jnp.array([[25, 3]]),
+             "episode_metrics": {},
+             "episode_return": {"a": jnp.array([[[1.0, 2.0], [9.0, 9.0]]]), "b": jnp.array([[[4.0], [9.0]]])}}
+    shared = episode_metrics(stats, jmarl.make("mpe_speaker_listener"))
+    assert float(shared["train/return"]) == 7.0 and float(shared["train/return/b"]) == 4.0
+    opposed = episode_metrics(stats, jmarl.make("mpe_tag"))
+    assert "train/return" not in opposed and float(opposed["train/return/a"]) == 3.0
