@@ -14,21 +14,32 @@ PROBE = dict(num_envs=16, group_size=4, horizon=1, total_timesteps=16 * 4 * 40, 
 
 
 def train_population(env_name, seeds=(0, 1), hp=GRPOHparams(), **overrides):
-    """Every seed in one vmapped program (what `jmarl train --seeds` runs)."""
+    """Every seed in one vmapped program (what `jmarl train --seeds` runs); ``hp`` fields may be per-seed arrays."""
     trainer = make_train(GRPOConfig(**{**PROBE, **overrides}), jmarl.make(env_name))
     keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
-    hps = jax.tree.map(lambda x: jnp.full((len(seeds),), x, jnp.float32), hparams_as_arrays(hp))
+    hps = jax.tree.map(lambda x: jnp.broadcast_to(jnp.asarray(x, jnp.float32), (len(seeds),)), hp)
     return trainer, jax.jit(jax.vmap(trainer.train))(keys, hps)
 
 
-def test_matrix_game_optimum_with_the_max_baseline():
+def test_matrix_game_optimum_with_the_max_baseline_and_the_kl_penalty():
     # Team return = 2 agents x payoff: the optimum (2, 2) pays 20, the trap (0, 0) 10. "max" pushes every branch
     # but the group's best down (the default mean_std is trained end to end below, on the two-step game).
-    _, (_, metrics) = train_population("probe_matrix", advantage="max")
-    np.testing.assert_allclose(metrics["eval/return"][:, -1], 20.0)
+    # The third member repeats seed 0 with a strong KL penalty to the rollout policy (one program for all three).
+    hp = GRPOHparams(lr=3e-3, kl_coef=jnp.array([0.0, 0.0, 300.0]))
+    _, (_, metrics) = train_population("probe_matrix", seeds=(0, 1, 0), hp=hp, advantage="max")
+    free, penalised = slice(0, 2), 2
+    np.testing.assert_allclose(metrics["eval/return"][free, -1], 20.0)
     # Groups of a random policy disagree; once it has converged, nearly every group ties.
     tied = metrics["grpo/agents/tied_groups"]  # [seeds, chunks, updates]
-    assert (tied[:, 0, 0] < 0.5).all() and (tied[:, -1, -1] > 0.9).all()
+    assert (tied[free, 0, 0] < 0.5).all() and (tied[free, -1, -1] > 0.9).all()
+    # The penalty holds each update close to the policy that collected the data: a much smaller step (KL per
+    # update) than the same seed without it, so after the same updates that policy is still near uniform over
+    # the 3 actions (entropy log 3 = 1.10) and scores like random play, where the free one has converged.
+    kl = metrics["loss/agents/kl"].reshape(3, -1).mean(1)
+    assert kl[penalised] < kl[0] / 5, kl
+    entropy = metrics["loss/agents/entropy"][:, -1, -1]
+    assert entropy[penalised] > 1.0 and entropy[0] < 0.1, entropy
+    assert metrics["train/return"][penalised, -1].mean() < 10 < metrics["train/return"][0, -1].mean()
 
 
 def test_group_advantages_by_hand():
