@@ -619,7 +619,8 @@ def _summarise(run_dir, resolved, pop, final, env, compile_s, train_s, steps, re
                objective: str = "return") -> dict:
     """results.json (``summarise_configs``: per-configuration aggregates over seeds of the objective and of
     every team, the best configuration), marl_eval.json, curve.png (the objective), curve_teams.png (every
-    team's return, where there are several) and curve_NAME.png (each episode metric)."""
+    team's return, where there are several), curve_NAME.png (each episode metric) and, where the evaluations
+    played fixed references (``eval_opponents``), curve_references.png (each side against each reference)."""
     gone = {d["member"] for d in resumed.get("diverged", [])}
     summary = summarise_configs(final, pop, objective, gone)
     results = {"algo": resolved.algo, "env": resolved.env, **summary,
@@ -633,7 +634,7 @@ def _summarise(run_dir, resolved, pop, final, env, compile_s, train_s, steps, re
     per_episode = np.where(np.array([i not in gone for i in range(len(pop))])[:, None],
                            np.asarray(final[episodes_key(objective)]), np.nan)
     _export_marl_eval(run_dir, resolved, pop, rows, per_episode, objective_key(objective))
-    from jmarl.train.plots import learning_curves
+    from jmarl.train.plots import config_curves, learning_curves, reference_curves
     title = f"{resolved.algo} on {resolved.env}"
     learning_curves(rows, run_dir / "curve.png", title=title, metric=objective_key(objective))
     if len(summary["teams"]) > 1:
@@ -641,6 +642,7 @@ def _summarise(run_dir, resolved, pop, final, env, compile_s, train_s, steps, re
                         metric=[f"eval/return/{t}" for t in summary["teams"]])
     for name in sorted({k for r in rows for k in r if k.startswith("eval/metric/")}):
         learning_curves(rows, run_dir / f"curve_{name.removeprefix('eval/metric/')}.png", title=title, metric=name)
+    reference_curves(config_curves(rows), run_dir / "curve_references.png", title=title)  # none without references
     return results
 
 
