@@ -11,6 +11,14 @@ space is composed as mpe2 composes it (``action_space_of``): a moving speaker's 
 ``move + 5 * word`` (Discrete(5 * dim_c)), its continuous one ``[move (5), word (dim_c)]``; an agent
 that cannot move only speaks (Discrete(dim_c) or Box(dim_c)).
 
+The causal value of these channels: a scenario whose Config has ``comm_randomised`` (``env.comm_randomised=true``)
+replaces, on every step, each utterance that others hear (``MPEEnv.comm_heard``) with a uniformly random one of
+the same kind: a one-hot of a uniform word (discrete actions) or a uniform vector in [0, 1]^C (continuous), drawn
+from the step's key. Nothing else changes: positions, velocities and rewards are those of the same actions
+(no scenario's reward reads a heard utterance), so a trained policy's return with and without it measures what
+the channel is worth to its receivers (``MPEEnv.comm_receivers``; ``jmarl rollout``). Off (the default), the
+step is mpe2's, and the key is unused as before.
+
 Shape legend: A agents (all teams, in mpe2's agent order), L landmarks, K = L + A - 1 entities an
 agent sees (landmarks, then the other agents in ascending order, as mpe2 lists them), 2 = (x, y),
 C = dim_c (the size of an utterance).
@@ -293,6 +301,11 @@ class MPEEnv(Environment[MPEState]):
     world: World
     team_sizes: Mapping[str, int]  # team -> number of agents, in mpe2's agent order
     obs_sizes: Mapping[str, int]  # team -> observation size
+    # Native communication (scenarios where some agent speaks): the agents whose utterances another agent
+    # observes (None: every agent that is not silent), which ``comm_randomised`` replaces with random ones, and
+    # the teams that hear them, whose return the channel's causal value is measured on (jmarl/tools/rollout.py).
+    comm_heard: Optional[tuple[int, ...]] = None
+    comm_receivers: tuple[str, ...] = ()
 
     def __init__(self, config) -> None:
         self.config = config
@@ -346,19 +359,44 @@ class MPEEnv(Environment[MPEState]):
         return self._timestep(state, geometry(state.agent_pos, state.landmark_pos), reward), state
 
     def _step(self, key: jax.Array, state: MPEState, actions) -> tuple[TimeStep, MPEState]:
-        # ``key`` is unused: mpe2's MPE scenarios have no action or communication noise.
+        # ``key`` is unused (mpe2's MPE scenarios have no action or communication noise) except by
+        # ``comm_randomised``, which draws the random utterances from it.
         continuous = self.config.continuous_actions
         if self.world.talks:
             decoded = [decode_actions(self.world, self._team_start(t), actions[t], continuous) for t in self.team_sizes]
             force = jnp.concatenate([f for f, _ in decoded], axis=0)
             state = world_step(self.world, state, force)
-            state = state.replace(comm=jnp.concatenate([w for _, w in decoded], axis=0))  # said this step
+            said = jnp.concatenate([w for _, w in decoded], axis=0)  # f32[A, C]: said this step
+            if getattr(self.config, "comm_randomised", False):
+                said = self.randomise_comm(key, said)
+            state = state.replace(comm=said)
         else:
             acts = [actions[t] for t in self.team_sizes]
             acts = acts[0] if len(acts) == 1 else jnp.concatenate(acts, axis=0)
             state = world_step(self.world, state, action_force(self.world, acts, continuous))
         geo = geometry(state.agent_pos, state.landmark_pos)
         return self._timestep(state, geo, self._rewards(state, geo)), state
+
+    def randomise_comm(self, key: jax.Array, said: jax.Array) -> jax.Array:
+        """f32[A, C]: ``said`` with the utterance of every agent that others hear (``comm_heard``) replaced by a
+        uniformly random one of the same kind, independent per agent and step: a one-hot of a uniform word
+        (discrete actions) or a uniform vector in [0, 1]^C, the clipped range of a continuous utterance."""
+        num_agents, c = self.world.num_agents, self.world.dim_c
+        heard = np.zeros(num_agents, bool)  # bool[A] (static)
+        heard[list(self.heard_speakers)] = True
+        if self.config.continuous_actions:
+            random = jax.random.uniform(key, (num_agents, c), jnp.float32)
+        else:
+            random = jax.nn.one_hot(jax.random.randint(key, (num_agents,), 0, c), c, dtype=jnp.float32)
+        return jnp.where(heard[:, None], random, said)
+
+    @property
+    def heard_speakers(self) -> tuple[int, ...]:
+        """The agents (mpe2's order) whose utterances another agent observes: ``comm_heard``, else every agent
+        that is not silent."""
+        if self.comm_heard is not None:
+            return tuple(self.comm_heard)
+        return tuple(i for i, silent in enumerate(self.world.silent) if not silent)
 
     def _info(self, state: MPEState) -> dict[str, jax.Array]:
         """Per-step facts about the episode (e.g. a hidden goal's index); the same keys after reset and step."""

@@ -20,6 +20,9 @@ Rewards (an agent whose utterance is all zeros counts as silent and adds nothing
 
 ``info["goal"]`` and ``info["key"]`` (i32[]): the goal's and the key's landmark indices.
 
+``comm_randomised=True``: Bob and Eve hear a uniformly random word (or vector) instead of Alice's (``core.py``);
+Bob's and Eve's own words, which the rewards score, are kept.
+
 Scripted heuristic (``heuristic_actions``): Alice says ``(goal + key) mod 2``; Bob says ``(heard - key)
 mod 2``, the goal (from his observation only); Eve repeats what she heard, which, the key being uniform,
 is the goal half of the time. Measured over 200 episodes, all three scripted: Eve -24.3, Bob and Alice +23.4
@@ -54,9 +57,13 @@ class SimpleCrypto(MPEEnv):
     class Config:
         max_steps: int = 25
         continuous_actions: bool = False
+        comm_randomised: bool = False  # heard utterances replaced by random ones (causal value; core.py)
 
     name = "mpe_crypto"
     objective = "return/listener"  # the headline: Bob and Alice (one reward) against Eve
+    # Only Alice is heard (Bob's and Eve's words are their guesses, scored by the reward); Bob is the receiver
+    # the channel is for (Eve, who also hears it, is an opposing team: its return is reported on its own).
+    comm_heard, comm_receivers = (ALICE,), ("listener",)
 
     def __init__(self, config: Config = Config()) -> None:
         super().__init__(config)

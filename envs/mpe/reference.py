@@ -3,7 +3,8 @@ and must tell it.
 
 Team "agents" (``agent_0``, ``agent_1``). Three landmarks coloured red, green, blue (mpe2's: 0.75 in
 their own channel, 0.25 in the others). Agent i is told ``goals[i]``, the landmark agent 1 - i must
-reach (each drawn uniformly). Nothing collides.
+reach (each drawn uniformly). Nothing collides. ``comm_randomised=True``: each agent hears a uniformly
+random word (or vector) instead of the other's (``core.py``: the channel's causal value).
 
 Actions, as mpe2 composes them (both agents move and speak; C = 10 words):
 - Discrete(50): ``move + 5 * word`` with move in 0..4 (no-op, left, right, down, up) and word in 0..9,
@@ -51,8 +52,10 @@ class SimpleReference(MPEEnv):
         local_ratio: float = 0.5
         max_steps: int = 25
         continuous_actions: bool = False
+        comm_randomised: bool = False  # heard utterances replaced by random ones (causal value; core.py)
 
     name = "mpe_reference"
+    comm_receivers = ("agents",)  # each agent hears the other
 
     def __init__(self, config: Config = Config()) -> None:
         super().__init__(config)

@@ -16,6 +16,9 @@ Observations:
 
 Reward (both agents): ``-|listener - goal|^2``. ``info["goal"]`` (i32[]): the goal landmark's index.
 
+``comm_randomised=True``: the listener hears a uniformly random word (or vector) instead of the speaker's
+(``core.py``); the channel's causal value is the listener's return with and without it.
+
 Scripted heuristic (``heuristic_actions``): the speaker says the goal's index; the listener heads for the
 landmark the speaker's last word names (reading only its observation; it waits until a word arrives).
 Measured over 200 episodes: return -9.1 (random -38.1; the listener following a random speaker's words -18.7).
@@ -49,9 +52,11 @@ class SimpleSpeakerListener(MPEEnv):
     class Config:
         max_steps: int = 25
         continuous_actions: bool = False
+        comm_randomised: bool = False  # heard utterances replaced by random ones (causal value; core.py)
 
     name = "mpe_speaker_listener"
     objective = "return"  # one goal, one reward: the headline sums both teams
+    comm_receivers = ("listener",)  # it hears the speaker
 
     def __init__(self, config: Config = Config()) -> None:
         super().__init__(config)

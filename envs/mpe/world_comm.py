@@ -23,6 +23,9 @@ Observations (L = obstacles + food + forests landmarks, A agents, G prey, F fore
 - prey: ``[own vel (2), own pos (2), landmark - own pos (2L), other agent - own pos (2(A-1)), in forest
   f (F), velocities of the other prey (2(G-1))]``
 
+``comm_randomised=True``: the predators hear a uniformly random word (or vector) instead of the leader's
+(``core.py``: the channel's causal value).
+
 Rewards: every predator (leader included) gets ``5 x`` the number of (prey, predator) pairs touching
 minus ``0.1 x`` its distance to the nearest prey; a prey gets ``-5`` per predator touching it, ``+2``
 per food it touches, ``-0.05 x`` its distance to the nearest food, and twice simple_tag's penalty for
@@ -71,9 +74,11 @@ class SimpleWorldComm(MPEEnv):
         num_forests: int = 2
         max_steps: int = 25
         continuous_actions: bool = False
+        comm_randomised: bool = False  # heard utterances replaced by random ones (causal value; core.py)
 
     name = "mpe_world_comm"
     objective = "return/adversaries"  # the headline: the predators' return, as mpe_tag's
+    comm_receivers = ("adversaries",)  # they hear the leader (which hears itself too)
 
     def __init__(self, config: Config = Config()) -> None:
         super().__init__(config)

@@ -14,8 +14,10 @@ Plays greedy episodes of every member (seed x configuration) of a trained run in
     env's ``info["goals"]`` per agent, else ``info["goal"]``: the listener's goal in mpe_speaker_listener, the
     goal in probe_comm), a plug-in estimate from the joint histogram of tokens and goals;
   - ``causal_value``: the receivers' return (the teams that hear messages) minus their return with every heard
-    message replaced by a random one (``messages_randomised=True``; the same episodes: paired starts), for a
-    learned channel (``jmarl.core.messages``); ``return`` and ``return_randomised`` beside it;
+    message replaced by a random one (the same episodes: paired starts), for a learned channel
+    (``messages_randomised=True``, ``jmarl.core.messages``) or, without one, MPE's own (``comm_randomised=True``:
+    speaker_listener, reference, crypto, world_comm; ``envs/mpe/core.py``); ``return`` and ``return_randomised``
+    beside it, and ``causal_value_by_team``, every team's own (opposing teams are never summed);
   - ``roles``: how often each agent ends an episode nearest each landmark (scene entities without trails),
     a matrix per member, and ``role_consistency``, the mean over agents of its most frequent landmark's share
     (1: each agent always takes the same landmark; 1 / L: no preference).
@@ -60,13 +62,30 @@ def load_members(run_dir: str | Path, **load_kwargs: Any) -> tuple[Policy, Any]:
     return policies[0], jax.tree.map(lambda *x: jnp.stack(x), *[p.params for p in policies])
 
 
+def causal_channel(env) -> tuple[list[str], str] | None:
+    """The channel whose causal value ``emergent_report`` measures: (the teams that hear it, the env key that
+    randomises it). The learned channel (``messages_randomised``) where ``env`` has one, else the env's own
+    utterances where it can randomise them (MPE's ``comm_randomised``, heard by ``comm_receivers``); else None."""
+    channel = message_channel(env)
+    if channel is not None:
+        return list(channel.hears), "messages_randomised"
+    base = _unwrapped(env)
+    if getattr(base, "comm_receivers", ()) and hasattr(getattr(base, "config", None), "comm_randomised"):
+        return list(base.comm_receivers), "comm_randomised"
+    return None
+
+
 def member_rollouts(policy: Policy, params: Any, episodes: int, seed: int = 0, randomised: bool = False) -> dict:
     """``rollout_arrays`` of every member (leaves [P, F, E, ...], on the host) with the same key: the same starts
-    for every member and for ``randomised`` (the run's env with its heard messages randomised)."""
+    for every member and for ``randomised`` (the run's env with its heard messages randomised: ``causal_channel``)."""
     env = policy.env
     if randomised:
         resolved, cfg = policy.resolved, policy.resolved.config
-        env = with_fixed_teams(make(resolved.env, **{**resolved.env_kwargs, "messages_randomised": True}),
+        found = causal_channel(env)
+        if found is None:
+            raise ConfigError(f"{resolved.env}: no channel to randomise (no learned channel, and the env's own "
+                              f"utterances, if any, cannot be randomised)")
+        env = with_fixed_teams(make(resolved.env, **{**resolved.env_kwargs, found[1]: True}),
                                getattr(cfg, "fixed_teams", ()), getattr(cfg, "fixed_policy", "random"))
     key = jax.random.PRNGKey(seed)
 
@@ -222,9 +241,9 @@ def emergent_report(policy: Policy, params: Any, episodes: int = 64, seed: int =
             comm["message_entropy"] = entropy
         if mi:
             comm["message_mi"] = mi
-    channel = message_channel(env)
-    if channel is not None:
-        receivers = list(channel.hears)
+    found = causal_channel(env)
+    if found is not None:
+        receivers = [t for t in found[0] if t in returns]  # the teams whose rewards the rollout holds
         random = member_rollouts(policy, params, episodes, seed, randomised=True)
         random_returns = _returns(random["rewards"], np.asarray(random["valid"]))
         heard = {t: returns[t].mean(-1) for t in receivers}
@@ -233,6 +252,8 @@ def emergent_report(policy: Policy, params: Any, episodes: int = 64, seed: int =
         comm["return"] = _summary(sum(heard.values()))
         comm["return_randomised"] = _summary(sum(heard_random.values()))
         comm["causal_value"] = _summary(sum(heard.values()) - sum(heard_random.values()))
+        comm["causal_value_by_team"] = {t: _summary(returns[t].mean(-1) - random_returns[t].mean(-1))
+                                        for t in returns}
     if comm:
         report["communication"] = comm
     per_member = []
@@ -278,6 +299,8 @@ def format_report(report: dict) -> str:
         lines.append(f"  receivers {comm['receivers']}: return {fmt(comm['return'])}, with random messages "
                      f"{fmt(comm['return_randomised'])}")
         lines.append(f"  causal value of the channel {fmt(comm['causal_value'])}")
+        if len(comm.get("causal_value_by_team", {})) > 1:
+            lines.append("  by team: " + ", ".join(f"{t} {fmt(s)}" for t, s in comm["causal_value_by_team"].items()))
     if "roles" in report:
         mean = np.asarray(report["roles"]["mean"])
         lines.append("  roles (share of episodes each agent ends nearest each landmark, mean over members):")
