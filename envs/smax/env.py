@@ -26,7 +26,8 @@ Observations, per unit of the team (zeros when dead):
     teammate its move (x and y in {-1, 0, 1}) and whether it attacked; for a foe 0, 0 and the fraction of
     the observer's team that attacked it (so a team can coordinate focus fire, as JaxMARL's and SMAC's
     last-action features allow).
-Global state [U * F_OWN + 1]: every unit's own features (allies first), then step / max_steps.
+Global state [U * F_OWN + 1]: every unit's own features (allies first), then step / max_steps; always in the
+allies' frame (also in mirror mode: it is one array for both teams).
 Reward (shared within a team): the fraction of health the foes lost this step, averaged over foes
 (a whole battle's damage sums to at most 1, as in JaxMARL), plus ``win_bonus`` on the step the last foe
 dies while a teammate lives. Terminated when a team is eliminated; truncated at ``max_steps``.
@@ -37,6 +38,19 @@ metrics, summed per episode: ``damage_dealt`` and ``damage_taken`` (health fract
 lost: 3 is three units' worth), ``allies_alive`` and ``enemies_alive`` (units alive at the end), ``attacks``
 (attack actions of living allies) and ``focused_attacks`` (those aimed at the enemy most attacked on their step):
 focus fire is ``focused_attacks / attacks`` (1: every step's attacks on one enemy).
+
+Mirror mode (``mirror=True``, with ``enemy="learning"`` and a scenario whose sides are alike:
+``scenarios.symmetric_scenarios()``, e.g. 3m, 2s3z): the enemies see, and act, in the frame mirrored through the map
+centre, (x, y) -> (size - x, size - y), so that one policy can play both sides. Their own position features are
+(size - x) / size and (size - y) / size, every relative dx, dy is negated (and a teammate's last move), and
+their moves are turned on the way in: north <-> south, east <-> west (attacks and stop are unchanged). Their
+blocks are ordered as the allies' are (own, teammates in index order, foes in index order), so enemy j in a state S
+sees exactly what ally j sees in mirror(S), the state with the sides swapped and every position mirrored (up to
+float rounding of the relative positions), and the same holds for available actions, rewards and what follows
+from an action. The start positions are mirror-symmetric in distribution (``scenarios.fixed_positions``; the
+SMACv2 scenarios' "reflect" and "surround" starts are too), so both sides meet the same game. The heuristic plays
+the enemies in their mirrored frame as well (``heuristic_actions``), so a scripted enemy plays as it does without
+the mirror; ``info["won"]``, the metrics and the global state stay the allies'.
 
 Differences from JaxMARL's SMAX (whose unit stats, map, timing, cooldown noise and reward scale these
 are): the map edge stops units instead of killing them (SC2 has no lethal walls); the scripted enemy
@@ -57,11 +71,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from jmarl.core.config import ConfigError
 from jmarl.core.env import Environment, Team, TimeStep
 from jmarl.core.scene import Scene
 from jmarl.envs.smax.heuristic import EAST, NORTH, NUM_MOVES, SOUTH, STOP, WEST, heuristic_actions
 from jmarl.envs.smax.scenarios import (NUM_DRAWS, NUM_SCALAR_DRAWS, fixed_positions, get_scenario, smacv2_positions,
-                                       smacv2_types)
+                                       smacv2_types, symmetric_scenarios)
 from jmarl.envs.smax.scene import smax_scene
 from jmarl.envs.smax.units import NUM_UNIT_TYPES, unit_stats
 from jmarl.core.spaces import Discrete
@@ -71,6 +86,12 @@ F_UNIT = 5 + NUM_UNIT_TYPES
 F_ACT = 3  # per unit block with obs_last_action
 GAME_LOOP = 1.0 / 16  # seconds per SC2 game loop at "normal" speed
 COMBAT_METRICS = ("damage_dealt", "damage_taken", "attacks", "focused_attacks")  # per step (module doc)
+
+
+def mirror_actions(actions: jax.Array) -> jax.Array:
+    """Actions between the map's frame and the one mirrored through its centre (an involution): north <-> south,
+    east <-> west; stop and attacks unchanged. i32[...] -> i32[...]."""
+    return jnp.where(actions < STOP, (actions + 2) % 4, actions)
 
 
 @struct.dataclass
@@ -115,6 +136,7 @@ class SMAX(Environment[SMAXState]):
         target_mode: Literal["closest", "lowest_health", "random"] = "closest"  # the heuristic's choice
         advance: Literal["closest", "random_visible"] = "closest"  # the heuristic's move; JaxMARL's: random_visible
         obs_last_action: bool = False  # teammates' last moves and attacks, and how many attacked each foe
+        mirror: bool = False  # the enemies see and act in the frame mirrored through the map centre (module doc)
         max_steps: int = 100
         micro_ticks: int = 8  # simulation ticks per env step
         step_seconds: float = 0.5  # game time per env step
@@ -128,6 +150,15 @@ class SMAX(Environment[SMAXState]):
         if config.micro_ticks < 1 or config.max_steps < 1:
             raise ValueError(f"smax: micro_ticks and max_steps must be positive, got {config}")
         self.scenario = get_scenario(config.scenario)
+        if config.mirror and config.enemy != "learning":
+            raise ConfigError(f"smax: mirror=True mirrors the learning enemies' frame, so it needs enemy='learning' "
+                              f"(got enemy={config.enemy!r}); valid: enemy='learning' mirror=True, or mirror=False")
+        if config.mirror and not self.scenario.symmetric:
+            sc = self.scenario
+            raise ConfigError(f"smax: mirror=True needs a scenario whose two sides have the same unit types, not "
+                              f"{config.scenario!r} ({sc.num_allies} allies {sorted(set(sc.allies))} vs "
+                              f"{sc.num_enemies} enemies {sorted(set(sc.enemies))}); valid scenarios: "
+                              f"{symmetric_scenarios()}")
         self.num_allies, self.num_enemies = self.scenario.num_allies, self.scenario.num_enemies
         self.num_units = self.num_allies + self.num_enemies
         self.dt = config.step_seconds / config.micro_ticks
@@ -184,6 +215,11 @@ class SMAX(Environment[SMAXState]):
         false = jnp.zeros((), bool)
         return self._timestep(state, onehot, stats, (0.0, 0.0), false, false, false), state
 
+    def cooldown_noise(self, key: jax.Array) -> jax.Array:
+        """f32[U]: each unit's cooldown noise for one step, uniform in [-1, +2] game loops (by unit index: a test
+        of mirror mode hands the mirrored state the same unit's draw)."""
+        return jax.random.uniform(key, (self.num_units,), minval=-GAME_LOOP, maxval=2 * GAME_LOOP)
+
     def observe(self, state: SMAXState) -> TimeStep:
         """The TimeStep of ``state`` with zero rewards (e.g. for a state built by hand)."""
         onehot, stats = self._units(state.unit_type)
@@ -207,7 +243,7 @@ class SMAX(Environment[SMAXState]):
                 (state.health / stats.health)[:n], stats.attack_range[n:], state.last_action[n:], cfg.target_mode,
                 cfg.advance, stats.sight_range[n:])
         else:
-            enemy_actions = actions["enemies"]
+            enemy_actions = mirror_actions(actions["enemies"]) if cfg.mirror else actions["enemies"]
         act = jnp.where(alive, jnp.concatenate([actions["allies"], enemy_actions]).astype(jnp.int32), STOP)
 
         # Fixed for the whole step: velocities, who attacks whom, the cooldown after an attack.
@@ -217,7 +253,7 @@ class SMAX(Environment[SMAXState]):
         targets = ((act + self._target_offset)[:, None] == np.arange(u)) & self._foe  # bool[U, U]: i attacks j
         damage_in = jnp.where(targets.T, stats.damage[None, :], 0.0)  # [U, U]: j takes from i per attack
         reach2 = stats.attack_range[:, None] ** 2  # [U, 1]
-        next_cooldown = stats.cooldown + jax.random.uniform(k_noise, (u,), minval=-GAME_LOOP, maxval=2 * GAME_LOOP)
+        next_cooldown = stats.cooldown + self.cooldown_noise(k_noise)
         radius_sum = stats.radius[:, None] + stats.radius[None, :]
         not_self = ~np.eye(u, dtype=bool)
 
@@ -269,15 +305,25 @@ class SMAX(Environment[SMAXState]):
         health = state.health / stats.health
         cooldown = jnp.clip(state.cooldown / stats.cooldown, 0.0, 1.0)
         onehot = jnp.broadcast_to(onehot, (self.num_units, NUM_UNIT_TYPES))
-        own = jnp.concatenate([health[:, None], state.pos / size, cooldown[:, None], onehot], -1)
-        own = jnp.where(alive[:, None], own, 0.0)  # [U, F_OWN]
-        seen = (health, cooldown, onehot, alive, stats.sight_range, dx, dy, d2, state.last_action)
-        obs = {"allies": self._team_obs(0, n, own, *seen)}
+
+        def own_features(pos):  # [U, F_OWN]
+            own = jnp.concatenate([health[:, None], pos / size, cooldown[:, None], onehot], -1)
+            return jnp.where(alive[:, None], own, 0.0)
+
+        own = own_features(state.pos)
+        seen = (health, cooldown, onehot, alive, stats.sight_range)
+        obs = {"allies": self._team_obs(0, n, own, *seen, dx, dy, d2, state.last_action)}
         avail = {"allies": self._team_avail(slice(0, n), slice(n, None), alive, stats.attack_range, d2)}
         reward = {"allies": jnp.full((n,), rewards[0])}
         if self.config.enemy == "learning":
-            obs["enemies"] = self._team_obs(n, self.num_units, own, *seen)
-            avail["enemies"] = self._team_avail(slice(n, None), slice(0, n), alive, stats.attack_range, d2)
+            if self.config.mirror:  # the enemies' frame is mirrored through the centre: positions and moves flip
+                obs["enemies"] = self._team_obs(n, self.num_units, own_features(size - state.pos), *seen, -dx, -dy,
+                                                d2, state.last_action, flip=True)
+                avail["enemies"] = self._team_avail(slice(n, None), slice(0, n), alive, stats.attack_range, d2,
+                                                    flip=True)
+            else:
+                obs["enemies"] = self._team_obs(n, self.num_units, own, *seen, dx, dy, d2, state.last_action)
+                avail["enemies"] = self._team_avail(slice(n, None), slice(0, n), alive, stats.attack_range, d2)
             reward["enemies"] = jnp.full((m,), rewards[1])
         global_state = jnp.concatenate([own.reshape(-1), (state.step / self.config.max_steps)[None]])
         # Win rate per side (episode metrics, eval/metric/NAME): 1 on the step that ends the episode, so the three
@@ -294,8 +340,10 @@ class SMAX(Environment[SMAXState]):
                         global_state=global_state, avail_actions=avail,
                         info={"won": won, "metrics": {k: v.astype(jnp.float32) for k, v in outcome.items()}})
 
-    def _team_obs(self, lo, hi, own, health, cooldown, onehot, alive, sight, dx, dy, d2, last_action) -> jax.Array:
-        """f32[n, O] for the units lo:hi (one team): own features, teammates, then foes."""
+    def _team_obs(self, lo, hi, own, health, cooldown, onehot, alive, sight, dx, dy, d2, last_action,
+                  flip: bool = False) -> jax.Array:
+        """f32[n, O] for the units lo:hi (one team): own features, teammates, then foes. ``own`` [U, F_OWN] and
+        ``dx``, ``dy`` [U, U] are in the team's frame; ``flip``: its frame is mirrored (teammates' moves flip)."""
         n, u = hi - lo, self.num_units
         inv_sight = 1.0 / sight[lo:hi, None]  # [n, 1]
         visible = alive[lo:hi, None] & alive[None, :] & (d2[lo:hi] * inv_sight ** 2 < 1.0)  # [n, U]
@@ -308,17 +356,19 @@ class SMAX(Environment[SMAXState]):
             jnp.broadcast_to(onehot[None], (n, u, NUM_UNIT_TYPES)),
         ]
         if self.config.obs_last_action:
-            blocks.append(jnp.broadcast_to(self._last_action_features(lo, hi, last_action)[None], (n, u, F_ACT)))
+            blocks.append(jnp.broadcast_to(self._last_action_features(lo, hi, last_action, flip)[None], (n, u, F_ACT)))
         feats = jnp.where(visible[..., None], jnp.concatenate(blocks, -1), 0.0)  # [n, U, F_UNIT (+ F_ACT)]
         mates = drop_diagonal(feats[:, lo:hi])
         foes = feats[:, self.num_allies:] if lo == 0 else feats[:, :self.num_allies]
         return jnp.concatenate([own[lo:hi], mates.reshape(n, -1), foes.reshape(n, -1)], -1)
 
-    def _last_action_features(self, lo: int, hi: int, last_action: jax.Array) -> jax.Array:
-        """f32[U, F_ACT] as the team lo:hi sees last step's actions: a teammate's move x, move y and whether it
-        attacked; for a foe 0, 0 and the fraction of the team that attacked it."""
-        move_x = (last_action == EAST).astype(jnp.float32) - (last_action == WEST)
-        move_y = (last_action == NORTH).astype(jnp.float32) - (last_action == SOUTH)
+    def _last_action_features(self, lo: int, hi: int, last_action: jax.Array, flip: bool = False) -> jax.Array:
+        """f32[U, F_ACT] as the team lo:hi sees last step's actions (``last_action``: in the map's frame): a
+        teammate's move x, move y (in the team's frame: ``flip`` mirrors them) and whether it attacked; for a foe
+        0, 0 and the fraction of the team that attacked it."""
+        move = mirror_actions(last_action) if flip else last_action
+        move_x = (move == EAST).astype(jnp.float32) - (move == WEST)
+        move_y = (move == NORTH).astype(jnp.float32) - (move == SOUTH)
         attacked = last_action >= NUM_MOVES  # [U]
         # i attacked j; a move's offset index is never i's foe, so the foe mask alone leaves only attacks.
         hits = ((last_action + self._target_offset)[:, None] == np.arange(self.num_units)) & self._foe  # [U, U]
@@ -329,11 +379,14 @@ class SMAX(Environment[SMAXState]):
         return jnp.where(is_mate[:, None], mate, foe)
 
     @staticmethod
-    def _team_avail(team: slice, foes: slice, alive, attack_range, d2) -> jax.Array:
-        """bool[n, 5 + foes]: moves if alive, stop always, attack living foes in range."""
+    def _team_avail(team: slice, foes: slice, alive, attack_range, d2, flip: bool = False) -> jax.Array:
+        """bool[n, 5 + foes]: moves if alive, stop always, attack living foes in range. ``flip``: the moves in
+        the mirrored frame (north <-> south, east <-> west; the same mask while every move is available alike)."""
         me = alive[team]
         in_range = me[:, None] & alive[foes] & (d2[team, foes] < attack_range[team, None] ** 2)
         moves = jnp.broadcast_to(me[:, None], (me.shape[0], NUM_MOVES - 1))
+        if flip:
+            moves = moves[:, [SOUTH, WEST, NORTH, EAST]]  # the mirrored frame's north is the map's south, ...
         return jnp.concatenate([moves, jnp.ones_like(me)[:, None], in_range], -1)
 
     # ------------------------------------------------------------------------------------------------
@@ -341,16 +394,18 @@ class SMAX(Environment[SMAXState]):
     # ------------------------------------------------------------------------------------------------
     def heuristic_actions(self, key: jax.Array, state: SMAXState, team: str = "allies",
                           mode: str | None = None) -> jax.Array:
-        """i32[n]: the scripted policy's actions for ``team`` ("allies" or "enemies") in this state."""
+        """i32[n]: the scripted policy's actions for ``team`` ("allies" or "enemies") in this state, as the team
+        hands them to ``step`` (the enemies' mirrored frame in mirror mode: the game played is the same)."""
         n = self.num_allies
         me, foe = (slice(0, n), slice(n, None)) if team == "allies" else (slice(n, None), slice(0, n))
         _, stats = self._units(state.unit_type)
         dx, dy, d2 = pairwise(state.pos[:, 0], state.pos[:, 1])
         alive = state.health > 0
-        return heuristic_actions(key, -dx[me, foe], -dy[me, foe], d2[me, foe], alive[me], alive[foe],
-                                 (state.health / stats.health)[foe], stats.attack_range[me],
-                                 state.last_action[me], mode or self.config.target_mode, self.config.advance,
-                                 stats.sight_range[me])
+        actions = heuristic_actions(key, -dx[me, foe], -dy[me, foe], d2[me, foe], alive[me], alive[foe],
+                                    (state.health / stats.health)[foe], stats.attack_range[me],
+                                    state.last_action[me], mode or self.config.target_mode, self.config.advance,
+                                    stats.sight_range[me])
+        return mirror_actions(actions) if self.config.mirror and team == "enemies" else actions
 
     # ------------------------------------------------------------------------------------------------
     # Rendering

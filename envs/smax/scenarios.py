@@ -51,6 +51,13 @@ class Scenario:
         """i32[U]: type indices, allies first."""
         return np.array([type_index(n) for n in self.allies + self.enemies], np.int32)
 
+    @property
+    def symmetric(self) -> bool:
+        """Whether the two sides are alike, so that SMAX's mirror mode can swap them: the same unit types in the
+        same order (with ``random_types``, equal team sizes: enemy j is drawn as ally j's type). The start
+        positions of every scenario are then mirror-symmetric in distribution (see ``fixed_positions``)."""
+        return self.num_allies == self.num_enemies if self.random_types else self.allies == self.enemies
+
 
 def team(**counts: int) -> tuple[str, ...]:
     """``team(stalker=2, zealot=3)`` -> ("stalker", "stalker", "zealot", "zealot", "zealot")."""
@@ -93,6 +100,11 @@ def register_scenario(name: str, scenario: Scenario, overwrite: bool = False) ->
     SCENARIOS[name] = scenario
 
 
+def symmetric_scenarios() -> list[str]:
+    """The registered scenarios whose sides are alike (``Scenario.symmetric``): those SMAX's mirror mode takes."""
+    return sorted(name for name, sc in SCENARIOS.items() if sc.symmetric)
+
+
 def get_scenario(name: str) -> Scenario:
     if name not in SCENARIOS:
         close = difflib.get_close_matches(name, SCENARIOS, n=3)
@@ -110,7 +122,12 @@ NUM_SCALAR_DRAWS = 6  # uniform draws per episode
 
 
 def fixed_positions(draw: jax.Array, n: int, m: int, size: float) -> jax.Array:
-    """f32[U, 2]: each team uniform in a 4x4 square around its spawn point. draw: f32[U, >= 2] in [0, 1)."""
+    """f32[U, 2]: each team uniform in a 4x4 square around its spawn point. draw: f32[U, >= 2] in [0, 1).
+
+    The spawn points are mirror images through the map centre, so the starts are mirror-symmetric in
+    distribution: the draw 1 - u puts a unit at the mirror image (size - x, size - y) of where u puts the unit of
+    the same index on the other side, and 1 - u is as uniform as u. (Each episode's start is not an exact mirror
+    image: the two sides' draws are independent.)"""
     spawn = np.array([[size / 4, size / 2]] * n + [[3 * size / 4, size / 2]] * m, np.float32)
     return spawn + 4.0 * draw[:, :2] - 2.0
 
@@ -147,4 +164,4 @@ def smacv2_types(draw: jax.Array, n: int, m: int) -> jax.Array:
     return jnp.concatenate([types[:n], types[:m]])  # types[j] for j >= N is not an ally's: fresh
 
 
-__all__ = ["SCENARIOS", "Scenario", "UNIT_TYPES", "get_scenario", "register_scenario", "team"]
+__all__ = ["SCENARIOS", "Scenario", "UNIT_TYPES", "get_scenario", "register_scenario", "symmetric_scenarios", "team"]

@@ -18,6 +18,10 @@ The learning teams of a competitive env (mpe_tag's "adversaries" and "prey", mpe
   fixed-length episodes never do when ``num_steps`` is a multiple of ``max_steps``), and a recurrent opponent
   whose group got another snapshot starts from a fresh state (``redraw`` says which groups changed).
 
+In a symmetric game (SMAX's mirror mode) several sides can share one policy (``param_owner``, ``check_shared``): one
+parameter set and one optimiser state, trained on every sharing side's data, and, in a pool, one pool of its
+snapshots, which play the opponents in every sharing side's slice (the pool's groups are those of every such side).
+
 What "beat the learner" means, for any env (returns of opposing teams are never compared or summed): an episode
 a snapshot played, in a slice, is a win for the snapshot when the learning side's episode return there is below
 that side's mean return over all the episodes that finished in its slice during the same rollout
@@ -107,6 +111,42 @@ def alternating_learners(update: jax.Array, interval: int, num_sides: int) -> ja
     """bool[S]: which side learns in update ``update`` (0-based): side 0 for the first ``interval`` updates, then
     side 1, ..., then side 0 again."""
     return jnp.arange(num_sides) == (update // interval) % num_sides
+
+
+# ----------------------------------------------------------------------------------------------------
+# One policy for several sides (symmetric games: SMAX's mirror mode)
+# ----------------------------------------------------------------------------------------------------
+def param_owner(team: str, share_teams: Sequence[str]) -> str:
+    """The team under whose name ``team``'s parameters are kept: the first of ``share_teams`` when ``team`` is one
+    of them (they act with one parameter set and one optimiser state), else ``team`` itself."""
+    return share_teams[0] if team in share_teams else team
+
+
+def check_shared(what: str, share_teams: Sequence[str], teams: Mapping[str, Any], sides: Sequence[str],
+                 schedule: str) -> None:
+    """Raise a one-line ConfigError, before anything compiles, unless ``share_teams`` (empty: no sharing) names two
+    or more distinct learning teams (``sides``, among the env's ``teams`` {name: Team}) with equal spaces (agents,
+    observations, actions), under a schedule that can train one policy for them ("simultaneous" or "pool")."""
+    if not share_teams:
+        return
+    for team in share_teams:
+        if team not in sides:
+            kind = "a fixed team (fixed_teams)" if team in teams else f"not a team of the env {list(teams)}"
+            raise ConfigError(f"{what}: share_teams entry {team!r} is {kind}; valid: two or more of the learning "
+                              f"teams {list(sides)}")
+    if len(set(share_teams)) != len(share_teams) or len(share_teams) < 2:
+        raise ConfigError(f"{what}: share_teams={list(share_teams)} must name two or more distinct learning teams "
+                          f"(of {list(sides)}), e.g. share_teams={','.join(sides)}")
+    first = teams[share_teams[0]]
+    for team in share_teams[1:]:
+        for field in ("num_agents", "obs_shape", "action_space"):
+            if getattr(teams[team], field) != getattr(first, field):
+                raise ConfigError(f"{what}: share_teams={list(share_teams)}: one policy needs equal spaces, but "
+                                  f"{share_teams[0]!r} has {field} {getattr(first, field)} and {team!r} "
+                                  f"{getattr(teams[team], field)} (smax: a scenario with alike sides, mirror=True)")
+    if schedule == "alternating":
+        raise ConfigError(f"{what}: share_teams={list(share_teams)} trains one policy for those teams, so no side "
+                          f"can be frozen while another learns; valid schedules: 'simultaneous' or 'pool'")
 
 
 # ----------------------------------------------------------------------------------------------------

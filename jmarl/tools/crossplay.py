@@ -417,7 +417,7 @@ def _mean_ci(x: np.ndarray, reps: int = 2000, seed: int = 0) -> dict:
 # A run's settings about competing learners that a best response (one team learning against a fixed one) does not
 # take over: they go back to the algorithm's defaults (a league run's schedule and pool need two learning sides).
 NOT_INHERITED = ("objective", "init_from", "init_from_teams", "schedule", "schedule_interval", "pool_size",
-                 "pool_groups", "pool_sampling", "eval_opponents")
+                 "pool_groups", "pool_sampling", "eval_opponents", "share_teams")
 
 
 def exploit(run: str | Path, team: str, steps: int, out: str | Path, episodes: int = 100, seed: int = 0,

@@ -13,6 +13,7 @@ from jmarl.train import checkpoint
 from jmarl.train.files import read_config
 from jmarl.train.algorithms import ResolvedConfig, algorithm_module
 from jmarl.core.env import Environment, TimeStep
+from jmarl.agents.league import param_owner
 from jmarl.agents.opponents import Opponent, set_run_opponent, with_fixed_teams
 from jmarl.core.config import ConfigError
 from jmarl.core.registry import make
@@ -161,6 +162,7 @@ def warm_start_params(config: Any, env_name: str, like: dict[str, Any]) -> dict[
     for spec in config.init_from_teams or tuple(like):
         source, _, team = spec.rpartition(":")
         source = source or team
+        team = param_owner(team, getattr(config, "share_teams", ()))  # teams that share a policy: its one name
         if team not in like:
             raise ConfigError(f"{where}: init_from_teams entry {spec!r}: {team!r} is not a learning team of this "
                               f"run; its learning teams are {list(like)} (write SOURCE_TEAM:TEAM to map names)")
@@ -170,7 +172,9 @@ def warm_start_params(config: Any, env_name: str, like: dict[str, Any]) -> dict[
         if team in pairs:
             raise ConfigError(f"{where}: init_from_teams names team {team!r} twice")
         pairs[team] = source
+    # A run whose teams shared one policy (share_teams) keeps it under the first one's name.
     params = load(config.init_from).params
+    pairs = {team: param_owner(source, getattr(saved.config, "share_teams", ())) for team, source in pairs.items()}
     for team, source in pairs.items():
         mismatch = _first_mismatch(params[source], like[team])
         if mismatch:
