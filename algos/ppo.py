@@ -8,6 +8,9 @@ Competitive envs (two or more learning teams, "sides") train by ``schedule`` (jm
 "simultaneous" (every side learns at once), "alternating" (one side learns for ``schedule_interval`` updates
 while the others are frozen) or "pool" (each side learns in its own slice of the envs against snapshots of the
 others kept on the device in the runner state, drawn per group of envs; see ``draw_opponents``/``update_league``).
+In a symmetric game (SMAX with ``mirror=True``) ``share_teams`` makes sides with equal spaces play with ONE policy
+(one parameter set and optimiser state, kept under the first team's name, trained on every sharing side's data; in a
+pool, one pool of its snapshots: fictitious self-play against itself).
 
 ``make_train(config, env)`` returns a ``Trainer`` of pure functions. ``trainer.train(key, hparams)``
 runs everything (rollouts over vmapped envs, GAE, epochs x minibatches, periodic greedy evaluation) as
@@ -72,6 +75,10 @@ class PPOConfig(RunConfig):
     pool_size: int = 8
     pool_groups: int = 4  # env groups per side's slice, each playing one drawn snapshot (pool)
     pool_sampling: Literal["latest", "uniform", "prioritised"] = "uniform"
+    # Learning teams (sides) with equal spaces that play with one policy: one parameter set and optimiser state
+    # (kept as params[share_teams[0]]) trained on all their data; with schedule="pool" one pool of its snapshots
+    # plays every sharing side's opponents (self-play). MAPPO's critic then also sees which side it values.
+    share_teams: tuple[str, ...] = ()
     # Fixed references each side's greedy policy also meets at every evaluation (eval/vs_{name}/...): fixed_policy
     # names or run directories. None: "random", and "heuristic" where the env has one, with schedule alternating
     # or pool; none with simultaneous (set them to compare).
@@ -102,6 +109,7 @@ def validate(config: PPOConfig, env: Environment) -> None:
     league.check_schedule(config.algo, config.schedule, config.schedule_interval, config.pool_size,
                           config.pool_groups, config.pool_sampling, sides, env.name, config.num_envs,
                           config.num_updates)
+    league.check_shared(config.algo, config.share_teams, env.teams, sides, config.schedule)
     # Feed-forward minibatches split envs x steps; recurrent ones split envs (whole sequences). A side learns
     # from its own slice of the envs in a pool (jmarl/agents/league.py: SideLayout).
     envs = config.num_envs // len(sides) if config.schedule == "pool" else config.num_envs
@@ -155,13 +163,13 @@ class Transition(NamedTuple):
     """One rollout step of one team (leading axes [T, E] once stacked)."""
 
     obs: jax.Array  # f32[E, N, O]
-    critic_in: jax.Array  # f32[E, N, D]
+    critic_in: jax.Array  # f32[E, N, D] (IPPO: None, the critic sees ``obs``)
     starts: jax.Array  # bool[E, N]
     avail: jax.Array  # bool[E, N, A]
     action: jax.Array  # i32[E, N] or f32[E, N, A]
     log_prob: jax.Array  # f32[E, N]
-    value: jax.Array  # f32[E, N]
-    next_value: jax.Array  # f32[E, N]: V(final observation of this step), for bootstrapping
+    value: jax.Array  # f32[E, N] (feed-forward: None in the step, filled after the rollout)
+    next_value: jax.Array  # f32[E, N]: V(final observation of this step), for bootstrapping (the same)
     reward: jax.Array  # f32[E, N]
     terminated: jax.Array  # bool[E, 1]
     done: jax.Array  # bool[E, 1]
@@ -184,6 +192,11 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
     pool = config.schedule == "pool"
     layout = league.side_layout(E, len(learners), config.pool_groups) if pool else None
     learn_envs = {t: layout.learn[s] if pool else None for s, t in enumerate(learners)}
+    # share_teams: owner[team] names the parameters (and optimiser state, and pool) team acts with; members[o] are
+    # the teams whose data trains owner o's (one team each without sharing).
+    owner = {t: league.param_owner(t, config.share_teams) for t in learners}
+    members = {o: [t for t in learners if owner[t] == o] for o in dict.fromkeys(owner.values())}
+    owners = list(members)
     hidden_dim = config.hidden_dim if config.recurrent else 1
     net_kw = dict(hidden_dim=config.hidden_dim, num_layers=config.num_layers,
                   activation=config.activation, recurrent=config.recurrent)
@@ -199,11 +212,16 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
         return with_agent_ids(flat) if config.agent_ids else flat
 
     def critic_input(team: str, obs: jax.Array, global_state: jax.Array) -> jax.Array:
-        """IPPO: what the actor sees. MAPPO: global state + one-hot agent id f32[..., N, G+N]."""
+        """IPPO: what the actor sees. MAPPO: global state + one-hot agent id f32[..., N, G+N] (+ a one-hot of the
+        team among those sharing its critic: every side sees one global state, but each has its own value)."""
         if config.algo == "ippo":
             return actor_input(team, obs)
         n = teams[team].num_agents
         state = jnp.broadcast_to(global_state[..., None, :], global_state.shape[:-1] + (n, global_state.shape[-1]))
+        group = members[owner[team]]
+        if len(group) > 1:
+            side = jax.nn.one_hot(group.index(team), len(group), dtype=state.dtype)
+            state = jnp.concatenate([state, jnp.broadcast_to(side, state.shape[:-1] + side.shape)], -1)
         return with_agent_ids(state)
 
     def distribution(team: str, out, avail):
@@ -211,6 +229,16 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
             mean, log_std = out
             return distrax.MultivariateNormalDiag(mean, jnp.exp(log_std))
         return distrax.Categorical(logits=jnp.where(avail, out, -1e9))
+
+    def log_prob_entropy(team: str, out, avail, action) -> tuple[jax.Array, jax.Array]:
+        """log pi(action) and the policy's entropy, f32[...] each, of ``distribution(team, out, avail)``. A
+        categorical one is written out: one log-softmax for both (distrax's Categorical normalises its logits again
+        for each; about a tenth of a minibatch step of 2x64 MLPs on a CPU)."""
+        if isinstance(teams[team].action_space, Box):
+            dist = distribution(team, out, avail)
+            return dist.log_prob(action), dist.entropy()
+        log_p = jax.nn.log_softmax(jnp.where(avail, out, -1e9))  # f32[..., A]; masked actions: p = 0
+        return jnp.take_along_axis(log_p, action[..., None], -1)[..., 0], -(jnp.exp(log_p) * log_p).sum(-1)
 
     def to_env_action(team, action):
         space = teams[team].action_space
@@ -223,6 +251,8 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
     def init_params(key):
         params = {}
         for team, k in zip(learners, jax.random.split(key, len(learners))):
+            if owner[team] != team:  # it acts with another team's parameters (share_teams)
+                continue
             n = teams[team].num_agents
             obs = actor_input(team, jnp.zeros((1, 1, n) + teams[team].obs_shape))[:, :, 0]
             cin = critic_input(team, jnp.zeros((1, 1, n) + teams[team].obs_shape),
@@ -246,9 +276,9 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
         params = init_params(k_params)
         tx = make_optimizer(hp)
         timestep, env_state = jax.vmap(env.reset)(jax.random.split(k_env, E))
-        pools = ({t: league.init_pool(params[t]["actor"], config.pool_size, layout.num_groups) for t in learners}
-                 if pool else {})
-        return RunnerState(params, {t: tx.init(params[t]) for t in learners}, env_state, timestep,
+        pools = ({o: league.init_pool(params[o]["actor"], config.pool_size, layout.num_groups * len(members[o]))
+                  for o in owners} if pool else {})
+        return RunnerState(params, {o: tx.init(params[o]) for o in owners}, env_state, timestep,
                            jnp.ones(E, bool), zeros_hidden(E), k_run, jnp.zeros((), jnp.int32), pools)
 
     # --- acting ---------------------------------------------------------------------------------------
@@ -286,9 +316,9 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
         for team, k in zip(teams, keys):
             avail = timestep.avail_actions[team]
             if snapshots is None:
-                h, out = actor_out(team, params[team]["actor"], hidden[team].actor, timestep.obs[team], starts)
+                h, out = actor_out(team, params[owner[team]]["actor"], hidden[team].actor, timestep.obs[team], starts)
             else:
-                h, out = league_out(team, params[team]["actor"], snapshots[team], hidden[team].actor,
+                h, out = league_out(team, params[owner[team]]["actor"], snapshots[team], hidden[team].actor,
                                     timestep.obs[team], starts)
             dist = distribution(team, out, avail)
             action = dist.mode() if greedy else dist.sample(seed=k)
@@ -299,7 +329,8 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
 
     def values(params, team, hidden, cin, starts):
         """V for one step: critic hidden [B, N, H], cin [B, N, D], starts bool[B, N] -> (hidden, f32[B, N])."""
-        h, v = apply_per_agent(critic, params[team]["critic"], hidden, cin[None], starts[None], config.shared_params)
+        h, v = apply_per_agent(critic, params[owner[team]]["critic"], hidden, cin[None], starts[None],
+                               config.shared_params)
         return h, v[0]
 
     def learning(team: str, tree):
@@ -308,40 +339,49 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
         return tree if idx is None else jax.tree.map(lambda x: x[idx], tree)
 
     # --- collect trajectories --------------------------------------------------------------------------
-    def env_step(runner: RunnerState, _, snapshots=None):
+    def env_step(runner: RunnerState, keys, snapshots=None):
+        """One step of every env; ``keys`` = (k_act, k_envs [E]), drawn for all the rollout's steps before it (on a
+        CPU a threefry call is a loop of 5 rounds, costly inside the per-step loop)."""
         params, ts, starts = runner.params, runner.timestep, runner.starts
-        key, k_act, k_env = jax.random.split(runner.key, 3)
+        k_act, k_envs = keys
         hidden, actions, extras = policy(params, runner.hidden, ts, starts, k_act, greedy=False, snapshots=snapshots)
-        next_ts, env_state = jax.vmap(env.step)(jax.random.split(k_env, E), runner.env_state, actions)
+        next_ts, env_state = jax.vmap(env.step)(k_envs, runner.env_state, actions)
         done = next_ts.done
-        transitions = {}
+        transitions, finals = {}, {}
         for team in learners:  # a team's learning data: every env, or its own slice in a pool (B envs)
             mine = lambda x, team=team: learning(team, x)
             n, B = teams[team].num_agents, E if learn_envs[team] is None else len(learn_envs[team])
             agent_starts = jnp.broadcast_to(mine(starts)[:, None], (B, n))
             cin = critic_input(team, mine(ts.obs[team]), mine(ts.global_state))
-            h_critic, value = values(params, team, mine(runner.hidden[team].critic), cin, agent_starts)
             # Bootstrap value of the observation this step ended in (the pre-reset one at episode end).
             final_in = critic_input(team, mine(next_ts.info["final_obs"][team]),
                                     mine(next_ts.info["final_global_state"]))
-            _, next_value = values(params, team, h_critic, final_in, jnp.zeros((B, n), bool))
-            if learn_envs[team] is not None:
-                h_critic = runner.hidden[team].critic.at[learn_envs[team]].set(h_critic)
-            hidden[team] = hidden[team]._replace(critic=h_critic)
+            value = next_value = None  # feed-forward: both computed after the rollout (rollout_values)
+            if config.recurrent:  # the critic's state runs through the rollout, so it steps along with it
+                h_critic, value = values(params, team, mine(runner.hidden[team].critic), cin, agent_starts)
+                _, next_value = values(params, team, h_critic, final_in, jnp.zeros((B, n), bool))
+                if learn_envs[team] is not None:
+                    h_critic = runner.hidden[team].critic.at[learn_envs[team]].set(h_critic)
+                hidden[team] = hidden[team]._replace(critic=h_critic)
+                final_in = None
             action, log_prob = mine(extras[team])
             transitions[team] = Transition(
-                actor_input(team, mine(ts.obs[team])), cin, agent_starts, mine(ts.avail_actions[team]), action,
-                log_prob, value, next_value, mine(next_ts.reward[team]), mine(next_ts.terminated)[:, None],
-                mine(done)[:, None])
-        runner = runner._replace(env_state=env_state, timestep=next_ts, starts=done, hidden=hidden, key=key)
-        return runner, (transitions, step_stats(next_ts))
+                actor_input(team, mine(ts.obs[team])), None if config.algo == "ippo" else cin, agent_starts,
+                mine(ts.avail_actions[team]), action, log_prob, value, next_value, mine(next_ts.reward[team]),
+                mine(next_ts.terminated)[:, None], mine(done)[:, None])
+            finals[team] = final_in
+        runner = runner._replace(env_state=env_state, timestep=next_ts, starts=done, hidden=hidden)
+        return runner, (transitions, finals, step_stats(next_ts))
+
+    def critic_data(tr: Transition) -> jax.Array:
+        """The critic's input of a rollout f32[..., N, D]: IPPO's is the actor's (``tr.obs``, not stored twice)."""
+        return tr.obs if tr.critic_in is None else tr.critic_in
 
     # --- update network -------------------------------------------------------------------------------
     def team_loss(params, team, h0: TeamHidden, tr: Transition, adv, targets, hp: PPOHparams):
         _, out = apply_per_agent(actors[team], params["actor"], h0.actor, tr.obs, tr.starts, config.shared_params)
-        dist = distribution(team, out, tr.avail)
-        log_prob = dist.log_prob(tr.action)
-        _, value = apply_per_agent(critic, params["critic"], h0.critic, tr.critic_in, tr.starts,
+        log_prob, entropy = log_prob_entropy(team, out, tr.avail, tr.action)
+        _, value = apply_per_agent(critic, params["critic"], h0.critic, critic_data(tr), tr.starts,
                                    config.shared_params)
         # Clipped value loss.
         value_clipped = tr.value + jnp.clip(value - tr.value, -hp.clip_eps, hp.clip_eps)
@@ -351,7 +391,7 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
             adv = (adv - adv.mean()) / (adv.std() + 1e-8)
         ratio = jnp.exp(log_prob - tr.log_prob)
         policy_loss = -jnp.minimum(ratio * adv, jnp.clip(ratio, 1 - hp.clip_eps, 1 + hp.clip_eps) * adv).mean()
-        entropy = dist.entropy().mean()
+        entropy = entropy.mean()
         loss = policy_loss + hp.vf_coef * value_loss - hp.ent_coef * entropy
         stats = {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy,
                  "approx_kl": ((ratio - 1) - jnp.log(ratio)).mean(),
@@ -361,20 +401,24 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
     # --- the league (schedule="pool"): opponents drawn before a rollout, outcomes and snapshots after -------
     def draw_opponents(runner: RunnerState) -> tuple[RunnerState, dict]:
         """Draw every group's snapshot for this rollout; returns the runner and {team: actor params [G, ...]}. The
-        draw's key is folded from the run's, not split off it, so the rest of the random stream is unchanged."""
+        draw's key is folded from the run's, not split off it, so the rest of the random stream is unchanged. A
+        pool (one per parameter set) draws for the groups of each of its members in turn (share_teams: several)."""
         pools, snapshots, hidden = {}, {}, dict(runner.hidden)
-        for s, team in enumerate(learners):
+        G = layout.num_groups
+        for o, group in members.items():
             # The snapshot of update 0 is the parameters the run starts from, also where a warm start (init_from)
             # set them after ``init``.
-            start = league.init_pool(runner.params[team]["actor"], config.pool_size, layout.num_groups)
-            current = jax.tree.map(lambda a, b: jnp.where(runner.update == 0, a, b), start, runner.league[team])
-            key = jax.random.fold_in(runner.key, DRAW_STREAM + s)
-            pools[team], changed = league.redraw(key, current, config.pool_sampling)
-            snapshots[team] = league.gather(pools[team], pools[team].slots)
-            if config.recurrent:  # a group that meets another snapshot starts it from a fresh recurrent state
-                theirs, h = layout.opponent[s], hidden[team].actor
-                fresh = jnp.repeat(changed, layout.group_size)[:, None, None]
-                hidden[team] = hidden[team]._replace(actor=h.at[theirs].set(jnp.where(fresh, 0.0, h[theirs])))
+            start = league.init_pool(runner.params[o]["actor"], config.pool_size, G * len(group))
+            current = jax.tree.map(lambda a, b: jnp.where(runner.update == 0, a, b), start, runner.league[o])
+            key = jax.random.fold_in(runner.key, DRAW_STREAM + learners.index(o))
+            pools[o], changed = league.redraw(key, current, config.pool_sampling)
+            drawn = league.gather(pools[o], pools[o].slots)  # leaves [G * len(group), ...]: member k's are block k
+            for k, team in enumerate(group):
+                snapshots[team] = jax.tree.map(lambda x: x[k * G:(k + 1) * G], drawn)
+                if config.recurrent:  # a group that meets another snapshot starts it from a fresh recurrent state
+                    theirs, h = layout.opponent[learners.index(team)], hidden[team].actor
+                    fresh = jnp.repeat(changed[k * G:(k + 1) * G], layout.group_size)[:, None, None]
+                    hidden[team] = hidden[team]._replace(actor=h.at[theirs].set(jnp.where(fresh, 0.0, h[theirs])))
         return runner._replace(league=pools, hidden=hidden), snapshots
 
     def update_league(runner: RunnerState, stats: dict, update: jax.Array) -> tuple[RunnerState, dict]:
@@ -387,10 +431,11 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
             beaten.append(b), played.append(p)
             metrics[f"league/{team}/return"] = (ret * done).sum() / jnp.maximum(done.sum(), 1)
         pools, due = {}, (update + 1) % config.schedule_interval == 0
-        for s, team in enumerate(learners):
-            pools[team] = league.record(runner.league[team], *league.pool_outcomes(layout, s, beaten, played))
-            metrics.update(league.pool_metrics(team, pools[team], update))
-            pools[team] = league.add_snapshot(pools[team], runner.params[team]["actor"], update + 1, due)
+        for o, group in members.items():  # a pool's groups: those of each of its members in turn (as drawn)
+            outcomes = [league.pool_outcomes(layout, learners.index(t), beaten, played) for t in group]
+            pools[o] = league.record(runner.league[o], *(jnp.concatenate(x) for x in zip(*outcomes)))
+            metrics.update(league.pool_metrics(o, pools[o], update))
+            pools[o] = league.add_snapshot(pools[o], runner.params[o]["actor"], update + 1, due)
         return runner._replace(league=pools), metrics
 
     def update(runner: RunnerState, hp: PPOHparams):
@@ -398,8 +443,19 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
         if pool:
             runner, snapshots = draw_opponents(runner)
         h0 = {t: learning(t, runner.hidden[t]) for t in learners}
-        runner, (traj, stats) = jax.lax.scan(lambda r, x: env_step(r, x, snapshots), runner, None, T)
-        adv_targets = {t: gae(traj[t], hp.gamma, hp.gae_lambda) for t in learners}
+        key, k_act, k_env = jax.random.split(runner.key, 3)
+        step_keys = (jax.random.split(k_act, T), jax.random.split(k_env, (T, E)))
+        runner, (traj, finals, stats) = jax.lax.scan(lambda r, x: env_step(r, x, snapshots), runner._replace(key=key),
+                                                     step_keys)
+        if not config.recurrent:  # a feed-forward critic values the whole rollout after it
+            for t in learners:
+                value, next_value = rollout_values(critic, runner.params[owner[t]]["critic"], critic_data(traj[t]),
+                                                   finals[t], config.shared_params)
+                traj[t] = traj[t]._replace(value=value, next_value=next_value)
+        # One batch per parameter set: with share_teams its members' envs side by side (traj [T, B, ...], h0 [B, ...]).
+        traj, h0 = ({o: join_envs([tree[t] for t in group], axis) for o, group in members.items()}
+                    for tree, axis in ((traj, 1), (h0, 0)))
+        adv_targets = {o: gae(traj[o], hp.gamma, hp.gae_lambda) for o in owners}
         tx = make_optimizer(hp)
         frac = 1.0 - runner.update / config.num_updates if config.anneal_lr else 1.0
         lr = hp.lr * frac
@@ -411,7 +467,7 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
             params, opt_state = carry
             batch, h0 = mb
             new_params, new_opt, stats = {}, {}, {}
-            for s, team in enumerate(learners):
+            for s, team in enumerate(owners):  # the learners, one per parameter set (alternating: no sharing)
                 tr, (adv, targets) = batch[team]
 
                 def step(p, o, team=team, tr=tr, adv=adv, targets=targets):
@@ -428,7 +484,7 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
             return (new_params, new_opt), stats
 
         def epoch(carry, key):
-            batch = {t: (traj[t], adv_targets[t]) for t in learners}
+            batch = {o: (traj[o], adv_targets[o]) for o in owners}
             split = minibatches(key, batch, h0, config.num_minibatches, config.recurrent)
             return jax.lax.scan(minibatch_step, carry, split)
 
@@ -494,6 +550,32 @@ def gae(tr: Transition, gamma: jax.Array, gae_lambda: jax.Array) -> tuple[jax.Ar
     return adv, adv + tr.value
 
 
+def rollout_values(critic: ValueNet, params, critic_in: jax.Array, final_in: jax.Array,
+                   shared: bool) -> tuple[jax.Array, jax.Array]:
+    """A feed-forward critic's V(observation) and V(final observation) over a whole rollout: ``critic_in`` and
+    ``final_in`` f32[T, B, N, D] -> f32[T, B, N] each. Computed after the rollout in chunks of about
+    ``VALUE_CHUNK_ROWS`` rows rather than two small passes inside every step of it: on a CPU the per-step loop pays
+    per operation, and one pass over all 2T x B x N rows (1.5e5 at 1024 envs x 25 steps) spills the caches
+    (measured 2.5x slower than in chunks)."""
+    T, B, N = critic_in.shape[:3]
+    x = jnp.concatenate([critic_in, final_in])  # f32[2T, B, N, D]
+
+    def step_values(x_t):  # f32[B, N, D] -> f32[B, N]
+        return apply_per_agent(critic, params, jnp.zeros((B, N, 1)), x_t[None], jnp.zeros((1, B, N), bool),
+                               shared)[1][0]
+
+    v = jax.lax.map(step_values, x, batch_size=max(1, VALUE_CHUNK_ROWS // (B * N)))  # f32[2T, B, N]
+    return v[:T], v[T:]
+
+
+VALUE_CHUNK_ROWS = 4096  # rows per chunk of rollout_values
+
+
+def join_envs(trees: list, axis: int):
+    """Teams' data side by side along the env ``axis`` (one team's as it is): the batch of a shared policy."""
+    return trees[0] if len(trees) == 1 else jax.tree.map(lambda *x: jnp.concatenate(x, axis), *trees)
+
+
 # The pool's draws fold this (plus the side's index) into the run's key: a stream of their own.
 DRAW_STREAM = 1 << 20
 
@@ -518,6 +600,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     # MAPPO's actor without agent ids: -24.6 [-25.0, -24.2] at 1e7 steps x 4 seeds, against -29.7 [-31.6, -26.8]
     # with them; at 2e6, -37.3 against -47.2 (docs/benchmarks.md, PPO on mpe_spread). Its critic still sees ids.
     "mappo/mpe_spread": dict(agent_ids=False),
+    # More agents: an update's agent samples grow with N (128 envs x 50 steps x N); minibatches of about 4000
+    # agent samples, as at N = 3 (4800), cost less CPU and memory per update (IPPO, N = 10: 0.87 s against 1.40 s;
+    # N = 5: 0.29 s against 0.41 s) at the same return in short runs (IPPO, 2 seeds: N = 5 at 1e6 steps -134 against
+    # -137, lr 1e-3 -144; N = 10 at 3.2e5 steps -513 against -506, random -550). MAPPO's cost is about the same
+    # either way (at N = 10 its global-state critic dominates it). docs/communication.md.
+    "mpe_spread[num_agents=5]": dict(num_minibatches=8),
+    "mpe_spread[num_agents=10]": dict(num_minibatches=16),
     "mpe_tag": dict(num_envs=128, num_steps=50, total_timesteps=10_000_000, num_minibatches=4, lr=2.5e-3),
     "mpe_adversary": dict(num_envs=128, num_steps=50, total_timesteps=10_000_000, num_minibatches=4, lr=2.5e-3),
     # Without an entropy bonus the SMAX policies turned deterministic early on the hard maps and froze there:

@@ -211,6 +211,20 @@ def nonfinite_mask(runner, metrics: dict) -> jax.Array:
     return mask.astype(jnp.int32)
 
 
+def permutation(key: jax.Array, n: int) -> jax.Array:
+    """A random permutation of ``range(n)``, i32[n]: one sort of u32 keys with random high bits and the index in the
+    low ceil(log2 n) bits. ``jax.random.permutation`` sorts (random key, index) pairs in two rounds, 4-8x slower on
+    XLA:CPU (1 ms per PPO epoch of 2048 samples). Two indices keep their order where their random bits tie (per
+    pair, probability 2^-(32 - ceil(log2 n)): 2^-21 for n = 2048); above 2^20 it falls back to
+    ``jax.random.permutation``."""
+    bits = max(1, (n - 1).bit_length())
+    if bits > 20:
+        return jax.random.permutation(key, n)
+    low = jnp.uint32((1 << bits) - 1)
+    keys = (jax.random.bits(key, (n,), jnp.uint32) & ~low) | jnp.arange(n, dtype=jnp.uint32)
+    return (jnp.sort(keys) & low).astype(jnp.int32)
+
+
 def minibatches(key: jax.Array, batch: Any, h0: Any, num_minibatches: int, recurrent: bool) -> tuple[Any, Any]:
     """Shuffle and split time-major data (leaves [T, B, ...]) into M = ``num_minibatches`` minibatches
     (leaves [M, T', B', ...]) with their initial recurrent state ``h0`` (leaves [B, ...]) -> [M, B', ...].
@@ -219,10 +233,10 @@ def minibatches(key: jax.Array, batch: Any, h0: Any, num_minibatches: int, recur
     T, B = jax.tree.leaves(batch)[0].shape[:2]
     M = num_minibatches
     if recurrent:
-        perm = jax.random.permutation(key, B)
+        perm = permutation(key, B)
         split = lambda x: jnp.swapaxes(x[:, perm].reshape((T, M, B // M) + x.shape[2:]), 0, 1)
         return jax.tree.map(split, batch), jax.tree.map(lambda h: h[perm].reshape((M, B // M) + h.shape[1:]), h0)
-    perm = jax.random.permutation(key, T * B)
+    perm = permutation(key, T * B)
     split = lambda x: x.reshape((T * B,) + x.shape[2:])[perm].reshape((M, 1, T * B // M) + x.shape[2:])
     h0 = jax.tree.map(lambda h: jnp.zeros((M, T * B // M) + h.shape[1:]), h0)
     return jax.tree.map(split, batch), h0

@@ -1,0 +1,76 @@
+"""The faster paths of PPO's training compute the same math as the plain ones they replace: the dense layer's own
+backward pass, the feed-forward critic's values over a whole rollout at once, the single-sort permutation."""
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax.linen.initializers import constant, orthogonal
+
+from jmarl.agents.networks import Dense, ValueNet, apply_per_agent
+from jmarl.agents.rollout import permutation
+from jmarl.algos.ppo import rollout_values
+
+
+class _MLP(nn.Module):
+    dense: type
+
+    @nn.compact
+    def __call__(self, x):
+        x = nn.tanh(self.dense(8, kernel_init=orthogonal(np.sqrt(2)), bias_init=constant(0.0))(x))
+        return self.dense(3, kernel_init=orthogonal(0.01), bias_init=constant(0.0))(x)
+
+
+def test_dense_matches_flax_dense_in_parameters_and_gradients():
+    x = jax.random.normal(jax.random.PRNGKey(1), (4, 5, 3, 7))  # [T, B, N, D]: any leading axes
+    mine, flax_ = _MLP(Dense), _MLP(nn.Dense)
+    p, q = (jax.jit(m.init)(jax.random.PRNGKey(0), x) for m in (mine, flax_))
+    assert jax.tree.structure(p) == jax.tree.structure(q)  # same names: checkpoints load either way
+    assert all(jax.tree.leaves(jax.tree.map(lambda a, b: bool((a == b).all()), p, q)))
+
+    def close(a, b):
+        for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+            np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-6)
+
+    grads = lambda m: jax.jit(jax.grad(lambda p, x: jnp.sin(m.apply(p, x)).sum(), (0, 1)))  # noqa: E731
+    close(grads(mine)(p, x), grads(flax_)(q, x))
+    # Independent parameters per agent (vmapped over a parameter axis, as apply_per_agent does).
+    keys = jax.random.split(jax.random.PRNGKey(2), 3)
+    pv, qv = (jax.jit(jax.vmap(lambda k, m=m: m.init(k, x[:, :, 0])))(keys) for m in (mine, flax_))
+    per_agent = lambda m: jax.jit(jax.grad(  # noqa: E731
+        lambda p: jnp.sin(jax.vmap(m.apply, in_axes=(0, 2))(p, x)).sum()))
+    close(per_agent(mine)(pv), per_agent(flax_)(qv))
+
+
+def test_rollout_values_equal_per_step_values():
+    """V(obs) and V(final obs) from one pass over [2T, B, N] equal the critic applied step by step (the values the
+    rollout used to compute inside its loop), for shared and for independent parameters."""
+    T, B, N, D = 5, 3, 2, 6
+    critic = ValueNet(hidden_dim=16, num_layers=2)
+    k_in, k_final, k_init = jax.random.split(jax.random.PRNGKey(0), 3)
+    cin, final_in = jax.random.normal(k_in, (T, B, N, D)), jax.random.normal(k_final, (T, B, N, D))
+    h, starts = jnp.zeros((1, 1)), jnp.zeros((1, 1), bool)
+    for shared in (True, False):
+        init = lambda k: critic.init(k, h, jnp.zeros((1, 1, D)), starts)  # noqa: E731
+        params = jax.jit(init if shared else lambda k: jax.vmap(init)(jax.random.split(k, N)))(k_init)
+        value, next_value = jax.jit(rollout_values, static_argnums=(0, 4))(critic, params, cin, final_in, shared)
+        assert value.shape == next_value.shape == (T, B, N)
+        # The critic step by step, as inside the rollout's loop: one [B, N] step at a time.
+        step = jax.jit(jax.vmap(lambda x: apply_per_agent(critic, params, jnp.zeros((B, N, 1)), x[None],
+                                                          jnp.zeros((1, B, N), bool), shared)[1][0]))
+        np.testing.assert_allclose(value, step(cin), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(next_value, step(final_in), rtol=1e-5, atol=1e-6)
+        assert not np.allclose(value, next_value)  # the two halves are not the same inputs
+
+
+def test_permutation_is_a_random_permutation():
+    for n in (1, 5, 25_600):
+        perm = np.asarray(jax.jit(permutation, static_argnums=1)(jax.random.PRNGKey(n), n))
+        assert perm.dtype == np.int32 and np.array_equal(np.sort(perm), np.arange(n))
+    draws = np.asarray(jax.jit(jax.vmap(lambda k: permutation(k, 2048)))(jax.random.split(jax.random.PRNGKey(0), 2)))
+    assert (draws[0] != draws[1]).mean() > 0.99 and (draws[0] != np.arange(2048)).mean() > 0.99
+    # Every element lands at every position about equally often (4 elements, 2000 draws: 500 expected per cell).
+    counts = np.zeros((4, 4))
+    draws = jax.jit(jax.vmap(lambda k: permutation(k, 4)))(jax.random.split(jax.random.PRNGKey(1), 2000))
+    for perm in np.asarray(draws):
+        counts[np.arange(4), perm] += 1
+    assert counts.min() > 420 and counts.max() < 580
