@@ -179,40 +179,53 @@ def _at_seconds(run: dict, seconds: float) -> tuple[dict | None, int]:
     return aggregate(np.array(inside[-1]["returns"])), inside[-1]["env_steps"]
 
 
-def compose(out: Path) -> str:
+def _learn_table(learn_data: dict) -> list[str]:
+    """The equal-env-steps and equal-wall-clock table of one ``learn`` measurement (its learn.json)."""
+    parts = []
+    runs = learn_data["runs"]
+    fastest = min(r["train_seconds"] for r in runs)
+    parts += [f"- Machine: {learn_data['machine']}", f"- Date: {learn_data['date']}",
+              *[f"- Command: `{c}`" for c in dict.fromkeys(r["command"] for r in runs)], ""]
+    parts += ["Equal env steps: greedy team return after the budget (final evaluation, "
+              f"{runs[0]['final_episodes']} episodes per seed), mean with 95% bootstrap CI over seeds. Equal "
+              f"wall-clock: each algorithm's evaluation (32 episodes per seed) at the last chunk it finished within "
+              f"{fastest:.0f} s of training, the fastest algorithm's whole run (compile excluded); chunk times are "
+              f"the run's training seconds split evenly over its chunks. Load average at start and end of each run "
+              f"in the last column: the machine was shared, so steps/s and wall-clock carry that noise.", "",
+              "| algo | env steps | seeds | return, equal env steps (95% CI) | per seed | env steps/s | train s "
+              f"| return at {fastest:.0f} s (95% CI) | env steps by then | load |",
+              "|---|---:|---:|---:|---|---:|---:|---:|---:|---|"]
+    for r in runs:
+        at, steps = _at_seconds(r, fastest)
+        c = r["config"]["config"]
+        name = (f"grpo K={c['group_size']} H={c['horizon']} {c['branch_at']}" if r["algo"] == "grpo"
+                else r["algo"])
+        parts.append(f"| {name} | {r['env_steps']:.2e} | {r['seeds']} | {_ci(r['final'])} | "
+                     f"{', '.join(f'{v:.1f}' for v in r['per_seed'])} | {r['steps_per_second']:.3g} | "
+                     f"{r['train_seconds']:.0f} | {_ci(at) if at else '-'} | {steps:.2e} | "
+                     f"{r['load'][0]:.1f} / {r['load'][1]:.1f} |")
+    grpo = next((r for r in runs if r["algo"] == "grpo"), None)
+    if grpo:  # the settings every GRPO row shares (K, H and roots are in the row)
+        c = grpo["config"]["config"]
+        keys = ("num_envs", "num_steps", "advantage", "num_epochs", "num_minibatches", "activation")
+        parts += ["", f"GRPO config: {json.dumps({k: c[k] for k in keys})}, hparams "
+                      f"{json.dumps(grpo['config']['hparams'])}. IPPO and MAPPO: their `mpe_spread` presets "
+                      f"(algos/ppo.py)."]
+    return parts
+
+
+def compose(out: Path, extra: list[Path] = ()) -> str:
+    """The section from ``out``'s measurements, plus the ``learn`` tables of ``extra`` directories (e.g. the
+    same comparison at a larger budget), each under a heading naming its budget."""
     parts = [HEADING, ""]
     sweep_data, learn_data, cost = _load(out, "sweep.json"), _load(out, "learn.json"), _load(out, "branching.json")
     if learn_data:
-        runs = learn_data["runs"]
-        fastest = min(r["train_seconds"] for r in runs)
-        parts += [f"- Machine: {learn_data['machine']}", f"- Date: {learn_data['date']}",
-                  *[f"- Command: `{c}`" for c in dict.fromkeys(r["command"] for r in runs)], ""]
-        parts += ["Equal env steps: greedy team return after the budget (final evaluation, "
-                  f"{runs[0]['final_episodes']} episodes per seed), mean with 95% bootstrap CI over seeds. Equal "
-                  f"wall-clock: each algorithm's evaluation (32 episodes per seed) at the last chunk it finished within "
-                  f"{fastest:.0f} s of training, the fastest algorithm's whole run (compile excluded); chunk times are "
-                  f"the run's training seconds split evenly over its chunks. Load average at start and end of each run "
-                  f"in the last column: the machine was shared, so steps/s and wall-clock carry that noise.", "",
-                  "| algo | env steps | seeds | return, equal env steps (95% CI) | per seed | env steps/s | train s "
-                  f"| return at {fastest:.0f} s (95% CI) | env steps by then | load |",
-                  "|---|---:|---:|---:|---|---:|---:|---:|---:|---|"]
-        for r in runs:
-            at, steps = _at_seconds(r, fastest)
-            c = r["config"]["config"]
-            name = (f"grpo K={c['group_size']} H={c['horizon']} {c['branch_at']}" if r["algo"] == "grpo"
-                    else r["algo"])
-            parts.append(f"| {name} | {r['env_steps']:.2e} | {r['seeds']} | {_ci(r['final'])} | "
-                         f"{', '.join(f'{v:.1f}' for v in r['per_seed'])} | {r['steps_per_second']:.3g} | "
-                         f"{r['train_seconds']:.0f} | {_ci(at) if at else '-'} | {steps:.2e} | "
-                         f"{r['load'][0]:.1f} / {r['load'][1]:.1f} |")
-        grpo = next((r for r in runs if r["algo"] == "grpo"), None)
-        if grpo:  # the settings every GRPO row shares (K, H and roots are in the row)
-            c = grpo["config"]["config"]
-            keys = ("num_envs", "num_steps", "advantage", "num_epochs", "num_minibatches", "activation")
-            parts += ["", f"GRPO config: {json.dumps({k: c[k] for k in keys})}, hparams "
-                          f"{json.dumps(grpo['config']['hparams'])}. IPPO and MAPPO: their `mpe_spread` presets "
-                          f"(algos/ppo.py)."]
-        parts.append("")
+        parts += _learn_table(learn_data) + [""]
+    for directory in extra:
+        more = _load(Path(directory), "learn.json")
+        if more:
+            budget = max(r["env_steps"] for r in more["runs"])
+            parts += [f"### At {budget:.0e} env steps", ""] + _learn_table(more) + [""]
     if sweep_data:
         parts += ["### Sweep of the group size K and horizon H", "",
                   f"- Date: {sweep_data['date']}; machine as above",
@@ -290,10 +303,11 @@ def main(argv=None) -> None:
     b.set_defaults(func=branching)
     w = sub.add_parser("write", help="compose the GRPO section of docs/benchmarks.md from the saved JSON")
     w.add_argument("--print", action="store_true", help="print instead of writing")
+    w.add_argument("--extra", nargs="*", default=[], help="directories (--out of other learn runs) whose tables follow")
     w.set_defaults(func=None)
     args = parser.parse_args(argv)
     if args.command == "write":
-        text = compose(Path(args.out)) + _kept_notes()
+        text = compose(Path(args.out), [Path(d) for d in args.extra]) + _kept_notes()
         print(text) if args.print else write_section(HEADING, text)
         return
     args.func(args)
