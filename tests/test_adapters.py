@@ -25,6 +25,7 @@ import jmarl
 from jmarl import AutoReset, Discrete, Environment, EpisodeStats, Team, TimeStep
 from jmarl.adapters.jaxmarl import FromJaxMARL, ToJaxMARLState, from_jaxmarl, to_jaxmarl
 from jmarl.adapters.jaxmarl import _prefix_name
+from jmarl.core.config import ConfigError
 from tiny_env import GO, STOP, Counter
 
 ENVS = {  # name -> (jaxmarl id, kwargs); short time limits keep the rollouts short
@@ -45,6 +46,12 @@ def jaxmarl_env(name: str):
 @lru_cache(maxsize=None)
 def adapted(name: str) -> FromJaxMARL:
     return from_jaxmarl(jaxmarl_env(name))
+
+
+@lru_cache(maxsize=None)
+def jitted_step(env: Environment):
+    """``jax.jit(env.step)``, one per env object: tests that step the same env share its compiled step."""
+    return jax.jit(env.step)
 
 
 def stack(per_agent: dict, agents) -> np.ndarray:
@@ -153,7 +160,7 @@ def test_step_matches_jaxmarl_step_env(name):
     env, je = adapted(name), jaxmarl_env(name)
     key = jax.random.PRNGKey(7)
     ts, state = env.reset(key)
-    step, step_env = jax.jit(env.step), jax.jit(je.step_env)
+    step, step_env = jitted_step(env), jax.jit(je.step_env)
     for t in range(2):
         k_act, k_step = jax.random.split(jax.random.fold_in(key, t))
         actions = env.sample_actions(k_act, ts.avail_actions)
@@ -192,7 +199,7 @@ def _run(env: Environment, actions: dict, num_steps: int, key=jax.random.PRNGKey
     A Python loop over one compiled step (JaxMARL's ``step_env`` is not jitted: eagerly, a SMAX step
     dispatches thousands of operations)."""
     _, state = env.reset(key)
-    step = jax.jit(env.step)
+    step = jitted_step(env)
     out = []
     for k in jax.random.split(key, num_steps):
         ts, state = step(k, state, actions)
@@ -311,6 +318,63 @@ def test_generic_paths_on_a_storm_style_env():
         from_jaxmarl(jaxmarl.make("MPE_simple_spread_v3"), shaped_reward_coef=1.0)  # no such info there
 
 
+def test_shaped_reward_anneals_across_episode_resets():
+    """``shaped_reward_anneal_steps=N``: the shaped reward's weight falls linearly from ``shaped_reward_coef``
+    to 0 over the env's first N transitions, counted on across the episodes ``AutoReset`` starts (the count
+    is ``Persistent`` state), and starts again from a fresh ``reset``; the env's own reward is the episode
+    metric ``unshaped_reward``, the objective (shaping is how the task is learnt, not the task)."""
+    env = AutoReset(EpisodeStats(from_jaxmarl(Fake(), max_steps=3, shaped_reward_coef=0.5,
+                                              shaped_reward_anneal_steps=5)))
+    actions = {"team_0": jnp.array([5, 3], jnp.int32)}  # rewards 12 and 10, plus coef x the shaped -1
+
+    def rollout(key):
+        def body(state, k):
+            ts, state = env.step(k, state, actions)
+            return state, ts
+
+        traj = jax.lax.scan(body, env.reset(key)[1], jax.random.split(key, 8))[1]
+        fresh = env.step(key, env.reset(key)[1], actions)[0]
+        return traj, fresh
+
+    ts, fresh = jax.jit(rollout)(jax.random.PRNGKey(0))
+    coef = 0.5 * np.clip(1 - np.arange(8) / 5, 0, 1)  # 0.5, 0.4, ..., 0.1, then 0
+    np.testing.assert_array_equal(ts.done, np.arange(8) % 3 == 2)  # two resets on the way
+    np.testing.assert_allclose(ts.info["shaped_reward_coef"], coef, atol=1e-6)
+    np.testing.assert_allclose(ts.reward["team_0"], np.stack([12 - coef, 10 - coef], -1), atol=1e-6)
+    np.testing.assert_allclose(ts.info["metrics"]["unshaped_reward"], np.full(8, 22.0))
+    np.testing.assert_allclose(fresh.info["shaped_reward_coef"], 0.5)
+    assert env.objective == "metric/unshaped_reward"
+    with pytest.raises(ConfigError, match="shaped_reward_coef"):
+        from_jaxmarl(Fake(), max_steps=3, shaped_reward_anneal_steps=5)  # nothing to anneal
+    with pytest.raises(ConfigError, match="shaped_reward_anneal_steps"):
+        from_jaxmarl(Fake(), max_steps=3, shaped_reward_coef=1.0, shaped_reward_anneal_steps=-1)
+
+
+def test_smax_reports_dead_units_and_wins():
+    """JaxMARL's per-agent dones reach ``info["agent_done"]``: an ally killed while the episode goes on is
+    done alone (and may only stop, so a masked policy has no choice); every agent is done when the episode
+    ends. ``info["won"]`` is the allies' win (every enemy down, an ally standing), the objective's number."""
+    env = adapted("smax")
+    _, state = env.reset(jax.random.PRNGKey(0))
+    alive = np.ones(6, bool)
+    one_ally_down, enemies_down = alive.copy(), alive.copy()
+    one_ally_down[0] = False
+    enemies_down[3:] = False
+    states = jax.tree.map(lambda *x: jnp.stack(x), *[
+        state.replace(state=state.state.replace(unit_alive=jnp.asarray(a),
+                                                unit_health=jnp.where(a, state.state.unit_health, 0.0)))
+        for a in (one_ally_down, enemies_down)])
+    stop = {"ally": jnp.full((3,), SMAX_STOP, jnp.int32)}
+    steps = [jitted_step(env)(jax.random.PRNGKey(i), jax.tree.map(lambda x, i=i: x[i], states), stop)[0]
+             for i in range(2)]
+    ts = jax.tree.map(lambda *x: jnp.stack(x), *steps)
+    np.testing.assert_array_equal(ts.info["agent_done"]["ally"], [[True, False, False], [True, True, True]])
+    np.testing.assert_array_equal(ts.terminated, [False, True])
+    np.testing.assert_array_equal(ts.info["won"], [False, True])
+    assert ts.avail_actions["ally"][0, 0].sum() == 1 and ts.avail_actions["ally"][0, 0, SMAX_STOP]
+    assert env.objective == "win_rate"
+
+
 # --------------------------------------------------------------------------------------------------
 # to_jaxmarl: a tiny jmarl env under JaxMARL's API
 # --------------------------------------------------------------------------------------------------
@@ -419,6 +483,8 @@ def test_round_trip_behaves_like_the_env():
         assert_trees_equal(ts_a, ts_b)
         ends.append((bool(ts_a.terminated), bool(ts_a.truncated)))
     assert ends == [(False, False), (True, False), (False, False), (False, False), (False, True), (False, False)]
+    # A competitive env keeps its headline (never the sum of opposing teams) through the round trip.
+    assert from_jaxmarl(to_jaxmarl(jmarl.make("mpe_tag"))).objective == "return/adversaries"
 
 
 # --------------------------------------------------------------------------------------------------

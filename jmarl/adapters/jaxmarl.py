@@ -68,8 +68,10 @@ from jaxmarl.environments.multi_agent_env import MultiAgentEnv  # noqa: E402
 from jaxmarl.environments.multi_agent_env import State as JaxMARLState  # noqa: E402
 
 from jmarl.adapters.teams import group_agents, prefix_name
+from jmarl.core.config import ConfigError
 from jmarl.core.env import Actions, Environment, Team, TimeStep
 from jmarl.core.spaces import Box, Discrete, Space
+from jmarl.core.wrappers import Persistent
 
 __all__ = ["FromJaxMARL", "ToJaxMARL", "from_jaxmarl", "to_jaxmarl", "jaxmarl_env_class", "jaxmarl_env_names"]
 
@@ -281,8 +283,44 @@ def episode_limit(env: MultiAgentEnv) -> EpisodeLimit | None:
 
 
 # --------------------------------------------------------------------------------------------------
+# Objectives: the headline of an env whose teams oppose each other (jmarl.agents.rollout)
+# --------------------------------------------------------------------------------------------------
+
+# By JaxMARL class (the first of the env's classes found here), the objective jmarl's native counterpart
+# declares, in JaxMARL's team names: the predators' return in tag, world_comm and the FACMAC predator-prey
+# (mpe_tag, mpe_world_comm: return/adversaries); the good agents' in push and adversary (mpe_push,
+# mpe_adversary: return/agents); Bob's, the listener's, in crypto (mpe_crypto: return/listener); the sum in
+# speaker_listener (one goal); the allies' win rate in SMAX (smax: win_rate). Opposing teams are never summed.
+_OBJECTIVES = {"SimpleTagMPE": "return/adversary", "SimpleWorldCommMPE": "return/adversary",
+               "SimpleFacmacMPE": "return/adversary", "SimplePushMPE": "return/agent",
+               "SimpleAdversaryMPE": "return/agent", "SimpleCryptoMPE": "return/bob",
+               "SimpleSpeakerListenerMPE": "return", "SMAX": "win_rate",
+               "EnemySMAX": "win_rate"}  # HeuristicEnemySMAX, LearnedPolicyEnemySMAX
+
+
+def _is_smax(env: MultiAgentEnv) -> bool:
+    return bool({"SMAX", "EnemySMAX"} & _class_names(env))
+
+
+def _smax_won(env: MultiAgentEnv, after: Any, done: jax.Array) -> jax.Array:
+    """bool[]: the allies won on this step: it ended the episode with every enemy down and an ally standing
+    (JaxMARL's ``won_battle & ~lost_battle``: both sides down at once is a draw)."""
+    alive = getattr(after, "state", after).unit_alive  # HeuristicEnemySMAX wraps the SMAX state
+    return done & jnp.any(alive[:env.num_allies]) & ~jnp.any(alive[env.num_allies:])
+
+
+# --------------------------------------------------------------------------------------------------
 # JaxMARL -> jmarl
 # --------------------------------------------------------------------------------------------------
+
+@struct.dataclass
+class AnnealedState:
+    """A JaxMARL env's state with the count of its transitions that a shaped-reward schedule reads
+    (``Persistent``: it goes on across the episodes ``AutoReset`` starts)."""
+
+    env_state: Any  # the JaxMARL env's state
+    transitions: Persistent  # Persistent(i32[]): transitions this env has stepped since it was first reset
+
 
 class FromJaxMARL(Environment):
     """A JaxMARL ``MultiAgentEnv`` under jmarl's API (build with ``from_jaxmarl``).
@@ -299,21 +337,40 @@ class FromJaxMARL(Environment):
     Observations are cast to f32 (Dict observations flattened into one vector per agent); ``global_state``
     is ``obs["world_state"]`` where the env provides it (SMAX), else every agent's flattened observation
     concatenated in ``env.agents`` order; ``avail_actions`` come from ``env.get_avail_actions`` where it is
-    implemented, Hanabi's ``get_legal_moves``, else all True. ``TimeStep.info`` holds the env's ``infos``
-    (zeros after reset). Per-agent ``dones`` before the episode ends (SMAX's dead units, JaxNav's agents at
-    their goal) are not reported: jmarl's episodes end for every agent at once, and JaxMARL's envs keep
-    such agents inert.
+    implemented, Hanabi's ``get_legal_moves``, else all True.
+
+    ``TimeStep.info`` holds the env's ``infos`` (zeros after reset), and ``info["agent_done"]``
+    ({team: bool[N]}): JaxMARL's per-agent ``dones``, all True when the episode ends. jmarl's episodes end
+    for every agent at once; an agent JaxMARL ends early stays in the arrays until the episode ends, inert:
+    SMAX's dead units (their only legal action is "stop", so a masked policy has no choice and no gradient)
+    and, with ``evaporating=True``, JaxNav's agents at their goal or crashed (their actions are ignored; a
+    learner that wants to drop those steps masks them with ``agent_done``). SMAX also reports ``info["won"]`` (the allies won on this step),
+    and competitive envs declare the objective of jmarl's native counterparts (``_OBJECTIVES``).
 
     shaped_reward_coef: where the env reports ``infos["shaped_reward"]`` per agent (Overcooked v1 and v2),
-        each agent's reward is ``reward + shaped_reward_coef * shaped_reward`` (JaxMARL's baselines add it
-        with a coefficient annealed from 1 to 0 over training; see docs/interop.md).
+        each agent's reward is ``reward + c * shaped_reward`` with ``c = shaped_reward_coef``; the env's own
+        reward, summed over agents, is then the episode metric ``unshaped_reward`` and the env's objective.
+    shaped_reward_anneal_steps: N > 0 anneals ``c`` linearly to 0 over this env's first N transitions,
+        ``c = shaped_reward_coef * max(0, 1 - t / N)`` at its t-th transition (t from 0, counted across
+        episodes: ``AutoReset`` carries the count over; a ``reset`` outside it starts again at 0).
+        ``info["shaped_reward_coef"]`` is the ``c`` of each step. JaxMARL's baselines anneal from 1 to 0
+        over ``REW_SHAPING_HORIZON`` steps of all their envs together: N = REW_SHAPING_HORIZON / num_envs.
     """
 
     def __init__(self, env: MultiAgentEnv, teams: Mapping[str, Sequence[str]] | None = None,
-                 max_steps: int | None = None, shaped_reward_coef: float = 0.0):
+                 max_steps: int | None = None, shaped_reward_coef: float = 0.0,
+                 shaped_reward_anneal_steps: int = 0):
         self.env = env
         self.name = env.name
         self.shaped_reward_coef = float(shaped_reward_coef)
+        self.shaped_reward_anneal_steps = int(shaped_reward_anneal_steps)
+        if self.shaped_reward_anneal_steps < 0:
+            raise ConfigError(f"{env.name}: shaped_reward_anneal_steps={shaped_reward_anneal_steps}; valid: 0 (a "
+                              f"constant coefficient) or N > 0 (annealed to 0 over N transitions)")
+        if self.shaped_reward_anneal_steps and not self.shaped_reward_coef:
+            raise ConfigError(f"{env.name}: shaped_reward_anneal_steps={shaped_reward_anneal_steps} anneals "
+                              f"shaped_reward_coef, which is 0; set shaped_reward_coef (JaxMARL's baselines "
+                              f"start at 1)")
         self.agent_keys = list(env.agents)  # as the env names them (STORM: ints)
         self._key_of = {str(a): a for a in self.agent_keys}
         if len(self._key_of) != len(self.agent_keys):
@@ -340,8 +397,15 @@ class FromJaxMARL(Environment):
         self._info_shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
                                          self._probe_infos(state))
         if self.shaped_reward_coef and "shaped_reward" not in self._info_shapes:
-            raise ValueError(f"{env.name}: shaped_reward_coef={shaped_reward_coef} but the env reports no "
-                             f"infos['shaped_reward'] (Overcooked does)")
+            raise ConfigError(f"{env.name}: shaped_reward_coef={shaped_reward_coef} but the env reports no "
+                              f"infos['shaped_reward'] (Overcooked does); valid: 0")
+        objective = next((_OBJECTIVES[c.__name__] for c in type(env).__mro__ if c.__name__ in _OBJECTIVES), None)
+        if "ToJaxMARL" in _class_names(env):  # a jmarl env seen through JaxMARL: its own objective
+            objective = getattr(env.env, "objective", None)
+        if self.shaped_reward_coef:
+            objective = "metric/unshaped_reward"  # the task's own reward, not the shaping that helps learn it
+        if objective is not None and self._declarable(objective):
+            self.objective = objective  # jmarl.agents.rollout.default_objective reads it
         if "MABraxEnv" in _class_names(env) and getattr(env, "auto_reset", False):
             raise ValueError(f"{env.name}: built with auto_reset=True, brax resets inside step and the final "
                              f"observation is lost; build it with auto_reset=False (jmarl's AutoReset resets)")
@@ -395,8 +459,22 @@ class FromJaxMARL(Environment):
         """Shapes of ``step_env``'s infos (less the end flags), for a reset TimeStep of the same structure."""
         actions = {t: jax.ShapeDtypeStruct((team.num_agents,) + tuple(team.action_space.shape),
                                            team.action_space.dtype) for t, team in self._teams.items()}
-        return jax.eval_shape(lambda s, a: self._info(self.env.step_env(jax.random.PRNGKey(0), s,
-                                                                        self._env_actions(a))[4]), state, actions)
+        def info(s, a):
+            _, after, rewards, dones, infos = self.env.step_env(jax.random.PRNGKey(0), s, self._env_actions(a))
+            return self._info(infos, after, rewards, dones, jnp.zeros((), bool), jnp.ones((), jnp.float32))
+
+        return jax.eval_shape(info, state, actions)
+
+    def _declarable(self, objective: str) -> bool:
+        """Whether ``objective`` names a team of this grouping (``return/TEAM``) or a number the env reports
+        (wins, an episode metric); jmarl.agents.rollout.objective_names lists what is valid."""
+        if objective.startswith("return/"):
+            return objective.removeprefix("return/") in self._teams
+        if objective == "return":
+            return len(self._teams) > 1
+        if objective == "win_rate":
+            return "won" in self._info_shapes
+        return objective.removeprefix("metric/") in self._info_shapes.get("metrics", {})
 
     @property
     def teams(self) -> Mapping[str, Team]:
@@ -459,11 +537,26 @@ class FromJaxMARL(Environment):
                 out[t] = jnp.ones((team.num_agents, width), bool)
         return out
 
-    def _info(self, infos: Mapping[str, Any]) -> dict[str, Any]:
-        """``TimeStep.info``: the env's infos less the end flags (and, for a jmarl env seen through
-        ``to_jaxmarl``, its own infos again rather than their per-agent broadcast)."""
+    def _info(self, infos: Mapping[str, Any], after: Any, rewards: Any, dones: Mapping[Any, jax.Array],
+              done: jax.Array, coef: jax.Array) -> dict[str, Any]:
+        """``TimeStep.info``: the env's infos less the end flags (for a jmarl env seen through ``to_jaxmarl``,
+        its own infos again rather than their per-agent broadcast), with ``agent_done``, SMAX's ``won`` and,
+        with shaped rewards, the step's coefficient and the ``unshaped_reward`` metric (see the class doc)."""
         info = {k: v for k, v in infos.items() if k not in (TERMINATED, TRUNCATED)}
-        return self.env.team_infos(info) if "ToJaxMARL" in _class_names(self.env) else info
+        if "ToJaxMARL" in _class_names(self.env):
+            return self.env.team_infos(info)
+        # The env's per-agent dones (STORM gives only "__all__"); every agent is done when the episode is (SMAX
+        # says an agent alive at the end is not).
+        per_agent = {str(a): jnp.asarray(dones[a], bool) | done if isinstance(dones, Mapping) and a in dones else done
+                     for a in self.agent_keys}
+        info["agent_done"] = self._stack(per_agent, bool)
+        if _is_smax(self.env):
+            info["won"] = _smax_won(self.env, after, done)
+        if self.shaped_reward_coef:
+            info["shaped_reward_coef"] = coef
+            unshaped = sum(jnp.asarray(r, jnp.float32) for r in _per_agent(rewards, self.agent_keys).values())
+            info["metrics"] = {**info.get("metrics", {}), "unshaped_reward": unshaped}
+        return info
 
     def _end_flags(self, state: Any, env_actions: Any, after: Any, dones: Mapping[Any, jax.Array],
                    infos: Mapping[str, Any]) -> tuple[jax.Array, jax.Array]:
@@ -478,12 +571,20 @@ class FromJaxMARL(Environment):
         truncated = jnp.asarray(truncated, bool)
         return done & ~truncated, truncated
 
-    def _rewards(self, rewards: Any, infos: Mapping[str, Any]) -> dict[str, jax.Array]:
+    def _rewards(self, rewards: Any, infos: Mapping[str, Any], coef: jax.Array) -> dict[str, jax.Array]:
+        """{team: f32[N]}: the env's rewards, plus ``coef`` times the shaped ones where shaping is on."""
         per_agent = {str(a): r for a, r in _per_agent(rewards, self.agent_keys).items()}
         if self.shaped_reward_coef:
             shaped = _per_agent(infos["shaped_reward"], self.agent_keys)
-            per_agent = {a: per_agent[a] + self.shaped_reward_coef * shaped[self._key_of[a]] for a in per_agent}
+            per_agent = {a: per_agent[a] + coef * shaped[self._key_of[a]] for a in per_agent}
         return self._stack(per_agent, jnp.float32)
+
+    def _shaping_coef(self, transitions: jax.Array) -> jax.Array:
+        """f32[]: the shaped reward's coefficient at the env's ``transitions``-th transition (from 0)."""
+        if not self.shaped_reward_anneal_steps:
+            return jnp.asarray(self.shaped_reward_coef, jnp.float32)
+        frac = 1.0 - transitions.astype(jnp.float32) / self.shaped_reward_anneal_steps
+        return self.shaped_reward_coef * jnp.clip(frac, 0.0, 1.0)
 
     def _timestep(self, obs, state, rewards, terminated, truncated, info) -> TimeStep:
         agent_obs = self._agent_obs(obs)
@@ -498,13 +599,22 @@ class FromJaxMARL(Environment):
         rewards = {t: jnp.zeros((team.num_agents,), jnp.float32) for t, team in self._teams.items()}
         info = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), self._info_shapes)
         false = jnp.zeros((), bool)
-        return self._timestep(obs, state, rewards, false, false, info), state
+        ts = self._timestep(obs, state, rewards, false, false, info)
+        if self.shaped_reward_anneal_steps:  # the state carries the count the schedule reads
+            state = AnnealedState(state, Persistent(jnp.zeros((), jnp.int32)))
+        return ts, state
 
     def _step(self, key: jax.Array, state: Any, actions: Actions) -> tuple[TimeStep, Any]:
+        annealed = self.shaped_reward_anneal_steps > 0
+        env_state = state.env_state if annealed else state
+        coef = self._shaping_coef(state.transitions.value if annealed else jnp.zeros((), jnp.int32))
         env_actions = self._env_actions(actions)
-        obs, after, rewards, dones, infos = self.env.step_env(key, state, env_actions)
-        terminated, truncated = self._end_flags(state, env_actions, after, dones, infos)
-        ts = self._timestep(obs, after, self._rewards(rewards, infos), terminated, truncated, self._info(infos))
+        obs, after, rewards, dones, infos = self.env.step_env(key, env_state, env_actions)
+        terminated, truncated = self._end_flags(env_state, env_actions, after, dones, infos)
+        info = self._info(infos, after, rewards, dones, terminated | truncated, coef)
+        ts = self._timestep(obs, after, self._rewards(rewards, infos, coef), terminated, truncated, info)
+        if annealed:
+            after = AnnealedState(after, Persistent(state.transitions.value + 1))
         return ts, after
 
     # -- rendering (jmarl.tools.render) -----------------------------------------------------------
@@ -554,13 +664,15 @@ def _mpe_colors(env: MultiAgentEnv, num_entities: int) -> list[str]:
 
 
 def from_jaxmarl(env: MultiAgentEnv, teams: Mapping[str, Sequence[str]] | None = None,
-                 max_steps: int | None = None, shaped_reward_coef: float = 0.0) -> FromJaxMARL:
+                 max_steps: int | None = None, shaped_reward_coef: float = 0.0,
+                 shaped_reward_anneal_steps: int = 0) -> FromJaxMARL:
     """Run JaxMARL environment ``env`` under jmarl's API (see ``FromJaxMARL``).
 
     teams:              {team: [agent, ...]} to override the grouping (agents of a team must share
                         observation shape and action space).
     max_steps:          the most transitions in an episode; found from the env where jmarl knows its family.
     shaped_reward_coef: weight of Overcooked's ``infos["shaped_reward"]`` added to the reward.
+    shaped_reward_anneal_steps: anneal that weight linearly to 0 over the env's first N transitions (0: constant).
 
     Raises ValueError / NotImplementedError, saying why, for an env jmarl cannot run (a Dict or Tuple
     action space, an auto-resetting brax env, observations that cannot be split by agent).
@@ -568,7 +680,8 @@ def from_jaxmarl(env: MultiAgentEnv, teams: Mapping[str, Sequence[str]] | None =
     if isinstance(env, ToJaxMARL):  # a jmarl env seen through JaxMARL: recover its teams and limit
         teams = teams or env.agent_classes
         max_steps = max_steps if max_steps is not None else env.transitions
-    return FromJaxMARL(env, teams=teams, max_steps=max_steps, shaped_reward_coef=shaped_reward_coef)
+    return FromJaxMARL(env, teams=teams, max_steps=max_steps, shaped_reward_coef=shaped_reward_coef,
+                       shaped_reward_anneal_steps=shaped_reward_anneal_steps)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -657,7 +770,7 @@ def _jaxmarl_keys(name: str) -> list[_Key]:
     """The ``env.KEY`` settings of JaxMARL env ``name``: its constructor's scalar (and 1-D numeric) keywords,
     named values in place of objects (SMAX's ``scenario`` and Overcooked's ``layout`` by name), the keywords
     that ``**kwargs`` passes on (MPE's ``max_steps``, SMAX's map settings) and the adapter's own
-    (``shaped_reward_coef``)."""
+    (``shaped_reward_coef``, ``shaped_reward_anneal_steps``)."""
     import jaxmarl.registration as reg
 
     cls = {"MPE_simple_v3": "SimpleMPE", "MPE_simple_tag_v3": "SimpleTagMPE",
@@ -669,11 +782,19 @@ def _jaxmarl_keys(name: str) -> list[_Key]:
            "MPE_simple_facmac_9a_v1": "SimpleFacmacMPE9a", "switch_riddle": "SwitchRiddle", "SMAX": "SMAX",
            "HeuristicEnemySMAX": "HeuristicEnemySMAX", "storm": "InTheGrid", "storm_2p": "InTheGrid_2p",
            "storm_np": "InTheMatrix", "hanabi": "Hanabi", "overcooked": "Overcooked",
-           "overcooked_v2": "OvercookedV2", "coin_game": "CoinGame", "jaxnav": "JaxNav"}.get(name)
+           "overcooked_v2": "OvercookedV2", "coin_game": "CoinGame", "jaxnav": "JaxNav",
+           "ant_4x2": "Ant", "halfcheetah_6x1": "HalfCheetah", "hopper_3x1": "Hopper", "humanoid_9|8": "Humanoid",
+           "walker2d_2x3": "Walker2d"}.get(name)
     if cls is None:
         raise ValueError(f"jaxmarl:{name}: jmarl has no settings table for this JaxMARL environment; build it "
                          f"in Python with from_jaxmarl(jaxmarl.make({name!r}, ...))")
-    factory = getattr(reg, cls)
+    mabrax = cls in ("Ant", "HalfCheetah", "Hopper", "Humanoid", "Walker2d")
+    if mabrax:  # imported only when brax is installed (missing_dependency checked that)
+        from jaxmarl.environments import mabrax as mabrax_envs
+
+        factory = getattr(mabrax_envs, cls)
+    else:
+        factory = getattr(reg, cls)
     keys, var_kw = _keys_of(factory, skip=("agents", "landmarks", "action_spaces", "observation_spaces", "colour",
                                            "unit_type_names", "unit_type_shorthands"))
     seen = {k.name for k in keys}
@@ -684,7 +805,12 @@ def _jaxmarl_keys(name: str) -> list[_Key]:
 
         extra, _ = _keys_of(SMAX, skip=("unit_type_names", "unit_type_shorthands"))
         keys += [k for k in extra if k.name not in seen]
+    if mabrax:  # MABraxEnv's settings, passed on by **kwargs; env_name is the scenario's own
+        extra, _ = _keys_of(mabrax_envs.MABraxEnv, skip=("env_name",))
+        keys += [k for k in extra if k.name not in seen]
     keys = {k.name: k for k in keys}
+    if mabrax:  # jmarl's AutoReset resets (keeping the final observation); brax's own reset would lose it
+        keys["auto_reset"] = _Key("auto_reset", Literal[False], False)
     if "scenario" in keys or name in ("SMAX", "HeuristicEnemySMAX"):
         from jaxmarl.environments.smax.smax_env import MAP_NAME_TO_SCENARIO, map_name_to_scenario
 
@@ -700,6 +826,7 @@ def _jaxmarl_keys(name: str) -> list[_Key]:
         keys["layout"] = _Key("layout", Literal[tuple(overcooked_v2_layouts)], "cramped_room")
     if name in ("overcooked", "overcooked_v2"):
         keys["shaped_reward_coef"] = _Key("shaped_reward_coef", float, 0.0, None)
+        keys["shaped_reward_anneal_steps"] = _Key("shaped_reward_anneal_steps", int, 0, None)
     return list(keys.values())
 
 
@@ -718,8 +845,9 @@ def jaxmarl_env_class(name: str) -> type:
         hint = f" Did you mean {['jaxmarl:' + c for c in close]}?" if close else ""
         raise ValueError(f"unknown JaxMARL environment {name!r}.{hint} JaxMARL registers: {names}")
     if (package := missing_dependency(name)) is not None:
-        raise ValueError(f"jaxmarl:{name} needs the optional package {package!r}, which is not installed "
-                         f"(JaxMARL: pip install 'jaxmarl[mabrax]' for brax; jaxrobotarium for JaxRobotarium)")
+        how = ("pip install 'jmarl[mabrax]'" if package == "brax" else
+               "it is not on PyPI: install it from JaxRobotarium's repository")
+        raise ValueError(f"jaxmarl:{name} needs the optional package {package!r}, which is not installed ({how})")
     if name in _PYTHON_ONLY:
         raise ValueError(f"jaxmarl:{name} needs {_PYTHON_ONLY[name]}, Python objects that KEY=VALUE cannot "
                          f"carry: build it in Python, from_jaxmarl(jaxmarl.make({name!r}, policy=..., params=...))")

@@ -52,13 +52,31 @@ class Wrapper(Environment):
         return self.env.step(key, state, actions)
 
 
+@struct.dataclass
+class Persistent:
+    """A part of an env's state that outlives its episodes: ``AutoReset`` carries it from a finished episode's
+    last state into the next episode's first state, where everything else is the reset's. An env (or wrapper)
+    marks such a field by holding its value in ``Persistent(value)``; ``reset`` starts it. Use: a count of the
+    env's transitions for a schedule over training (``jmarl.adapters.jaxmarl``'s shaped-reward annealing)."""
+
+    value: Any
+
+
+def carry_over(stepped, fresh):
+    """``fresh`` (a state from ``reset``) with every ``Persistent`` part taken from ``stepped`` (a state of the
+    same env, so of the same structure)."""
+    persistent = lambda x: isinstance(x, Persistent)  # noqa: E731
+    return jax.tree.map(lambda s, f: s if persistent(s) else f, stepped, fresh, is_leaf=persistent)
+
+
 class AutoReset(Wrapper):
     """Starts a new episode when one ends, keeping what the finished episode's last step observed.
 
     After a done step, ``obs``/``global_state``/``avail_actions`` are the new episode's first ones;
     ``info["final_obs"]`` ({team: f32[N, *O]}), ``info["final_global_state"]`` (f32[G]) and
     ``info["final_avail_actions"]`` ({team: bool[N, A]}) are the finished episode's last ones, so a learner
-    can bootstrap V(final) or max over the available actions of Q(final) at truncation.
+    can bootstrap V(final) or max over the available actions of Q(final) at truncation. The state's
+    ``Persistent`` parts go on from the finished episode (``carry_over``).
     """
 
     def _step(self, key, state, actions):
@@ -74,7 +92,7 @@ class AutoReset(Wrapper):
             avail_actions=tree_select(done, reset_ts.avail_actions, ts.avail_actions),
             info=info,
         )
-        return ts, tree_select(done, reset_state, state)
+        return ts, tree_select(done, carry_over(state, reset_state), state)
 
     def _reset(self, key):
         ts, state = self.env.reset(key)
