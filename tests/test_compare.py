@@ -67,7 +67,10 @@ def test_compile_cache_spares_the_second_compile(tmp_path):
     import subprocess
     import sys
 
-    env = dict(os.environ, JMARL_COMPILE_CACHE=str(tmp_path / "cache"))
+    # XLA's default fusion emitters here (tests/conftest.py turns them off): with the faster older ones this tiny
+    # program compiles in under the cache's 1-second threshold and would not be stored.
+    flags = os.environ.get("XLA_FLAGS", "").replace("--xla_cpu_use_fusion_emitters=false", "").strip()
+    env = dict(os.environ, JMARL_COMPILE_CACHE=str(tmp_path / "cache"), XLA_FLAGS=flags)
     seconds = []
     for i in range(2):
         out = tmp_path / f"run{i}"
