@@ -152,3 +152,22 @@ def test_spread_presets_for_more_agents():
         minibatches = [resolve(algo, "mpe_spread", {"env.num_agents": n}).config.num_minibatches for n in (3, 5, 10)]
         assert minibatches == [4, 8, 16]  # about 4000-4800 agent samples per minibatch at every N
     assert resolve("ippo", "mpe_spread", {"env.num_agents": 10, "num_minibatches": 2}).config.num_minibatches == 2
+
+
+def test_train_reports_the_native_channel(tmp_path):
+    """``jmarl train`` on an env with its own channel measures it (as it does a learned one) into results.json;
+    an env without a channel gets no such report."""
+    import json
+
+    from jmarl.tools.cli import main
+    from jmarl.tools.rollout import causal_channel
+
+    assert all(causal_channel(jmarl.make(n)) is not None for n in NATIVE)
+    assert causal_channel(jmarl.make("mpe_spread")) is None
+    run_dir = tmp_path / "run"
+    tiny = ["num_envs=4", "num_steps=8", "total_timesteps=64", "num_evals=1", "eval_episodes=2", "hidden_dim=8",
+            "num_minibatches=1", "num_epochs=1"]
+    assert main(["train", "ippo", "--env", "mpe_speaker_listener", *tiny, "--out", str(run_dir), "--quiet",
+                 "--wandb", "disabled"]) == 0
+    comm = json.loads((run_dir / "results.json").read_text())["communication"]
+    assert comm["receivers"] == ["listener"] and len(comm["causal_value"]["values"]) == 1

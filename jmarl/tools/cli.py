@@ -191,10 +191,12 @@ def _run(args, sweep: bool) -> int:
                     checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints,
                     metrics=args.metric, on_diverge="mark" if sweep else "stop")
     status = _report(results, run_dir)
-    if (resolved.env_kwargs.get("messages") or resolved.env_kwargs.get("message_dim")) and not results.get("diverged"):
-        # A learned channel: what it carries (entropy, MI) and its causal value go into results.json too.
-        from jmarl.tools.rollout import format_report, rollout_run
+    from jmarl.core.registry import make
+    from jmarl.tools.rollout import causal_channel, format_report, rollout_run
 
+    if not results.get("diverged") and causal_channel(make(resolved.env, **resolved.env_kwargs)) is not None:
+        # A channel (learned, or the env's own words): what it carries (entropy, MI) and its causal value go into
+        # results.json too.
         report = rollout_run(run_dir, episodes=getattr(cfg, "eval_episodes", 8) * 10,
                              algorithm=args.algo, trust=True)  # the algorithm this command just ran
         print(format_report(report))
