@@ -98,6 +98,19 @@ def test_shipped_presets_resolve():
         reproduce.validate(preset.entries, None, None)
 
 
+def test_like_for_like_smax_changes_only_the_game():
+    # jaxmarl_env_smax trains each algorithm at exactly its jmarl_smax settings for the map, in JaxMARL's SMAX.
+    ours = {(e.algo, e.env_kwargs["scenario"]): e for e in reproduce.get_preset("jmarl_smax").entries
+            if e.algo in ("ippo", "mappo") and set(e.env_kwargs) == {"scenario"}}
+    entries = reproduce.get_preset("jaxmarl_env_smax").entries
+    assert {(e.algo, e.env_kwargs["scenario"]) for e in entries} == {
+        (a, s) for s in ("2s3z", "3s5z", "6h_vs_8z") for a in ("ippo", "mappo")}
+    for e in entries:
+        theirs, mine = e.resolved(10_000_000), ours[e.algo, e.env_kwargs["scenario"]].resolved(10_000_000)
+        assert e.env == "jaxmarl:HeuristicEnemySMAX" and theirs.config == mine.config and theirs.hparams == mine.hparams
+    assert entries[4].resolved(1).hparams.lr == 4e-3  # IPPO 6h_vs_8z's qualified preset came along
+
+
 def test_list(capsys):
     assert main(["reproduce", "--list"]) == 0
     out = capsys.readouterr().out

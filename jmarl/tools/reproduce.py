@@ -37,7 +37,7 @@ import jax
 import numpy as np
 
 import jmarl
-from jmarl.train.algorithms import ResolvedConfig, algorithm_module, implied_overrides, resolve
+from jmarl.train.algorithms import ResolvedConfig, algorithm_module, implied_overrides, preset_settings, resolve
 from jmarl.agents.rollout import resolve_objective
 from jmarl.core.config import ConfigError
 from jmarl.core.registry import make
@@ -218,6 +218,23 @@ def _jmarl_smax() -> tuple[Entry, ...]:
                              metric="win_rate") for s in ("3m", "2s3z"))
 
 
+# The game, not the algorithm: jmarl's recurrent IPPO and MAPPO at exactly the settings of their jmarl_smax
+# entries, on JaxMARL's own HeuristicEnemySMAX through the adapter (its defaults are its baselines' ENV_KWARGS:
+# attack_mode=closest, see_enemy_actions, walls_cause_death), beside the same entries in jmarl's SMAX.
+LIKE_FOR_LIKE_SMAX = ("2s3z", "3s5z", "6h_vs_8z")
+_ADAPTED_SMAX_NOTE = ("JaxMARL's own environment (jaxmarl:HeuristicEnemySMAX, through jmarl's adapter) with "
+                      "jmarl's settings for the map; the row to compare is jmarl_smax's entry of the same algorithm "
+                      "and map")
+
+
+def _jaxmarl_env_smax() -> tuple[Entry, ...]:
+    return tuple(Entry(algo, "jaxmarl:HeuristicEnemySMAX", 10_000_000, smax_figure(algo, s, "random_visible"),
+                       env_kwargs=dict(scenario=s), overrides=preset_settings(algo, "smax", {"scenario": s}),
+                       use_preset=False, metric="win_rate", settings_source="jmarl defaults (PRESETS of smax)",
+                       note=_ADAPTED_SMAX_NOTE)
+                 for s in LIKE_FOR_LIKE_SMAX for algo in ("ippo", "mappo"))
+
+
 # The probe matrix game pays 10 to each of its 2 agents at its optimum (envs/probes.py).
 _PROBE_OPTIMUM = Published(20.0, "optimum of probe_matrix (envs/probes.py): payoff 10 to each of 2 agents")
 
@@ -227,6 +244,8 @@ REPRODUCTION_PRESETS: dict[str, Preset] = {p.name: p for p in (
            _jaxmarl_smax()),
     Preset("jmarl_mpe", "jmarl's own MPE spread defaults (algos' PRESETS) at the published budget", _jmarl_mpe()),
     Preset("jmarl_smax", "jmarl's own SMAX defaults (algos' PRESETS) at the published budget", _jmarl_smax()),
+    Preset("jaxmarl_env_smax", "jmarl's SMAX defaults on JaxMARL's own HeuristicEnemySMAX (the adapter): the "
+           "game, not the algorithm, changes", _jaxmarl_env_smax()),
     Preset("smoke", "seconds on the probe matrix game: checks the pipeline end to end",
            # Small networks and few chunks: compiling dominates a run this short.
            (Entry("ippo", "probe_matrix", 16 * 8 * 40, _PROBE_OPTIMUM,
@@ -303,9 +322,11 @@ def machine() -> str:
             cpu = re.search(r"model name\s*:\s*(.*)", f.read()).group(1).strip()
     except (OSError, AttributeError):
         pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    total = os.cpu_count() or 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else total
+    where = f"{total}-core CPU" + (f", pinned to {cores} of them" if cores < total else "")  # taskset
     dev = jax.devices()[0]
-    return f"{cpu}, {cores} cores; jax {jax.__version__}, backend {jax.default_backend()} ({dev.device_kind})"
+    return f"{cpu}, {where}; jax {jax.__version__}, backend {jax.default_backend()} ({dev.device_kind})"
 
 
 def hardware() -> dict:

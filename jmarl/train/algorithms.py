@@ -311,20 +311,31 @@ def preset_name(spec: str, module: ModuleType, overrides: Mapping[str, Any]) -> 
     return str(overrides.get("algo", default)) if default is not None else spec
 
 
+def preset_settings(algo: str, env: str, env_kwargs: Mapping[str, Any] | None = None,
+                    overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The KEY=VALUE settings ``algo``'s presets give ``env`` built with ``env_kwargs``: ``PRESETS[env]``, then
+    ``PRESETS[algo/env]``, then the qualified ones (``env[key=value]``, ``algo/env[key=value]``), then
+    ``PRESETS["continuous"]`` where a team acts in a Box. ``overrides`` only name the algorithm a file or module
+    copies (``algo=mappo``; ``preset_name``)."""
+    module = algorithm_module(algo)
+    name = preset_name(algo, module, overrides or {})
+    preset = {**module.PRESETS.get(env, {}), **module.PRESETS.get(f"{name}/{env}", {})}
+    env_p = split_overrides(module, preset, env, algo)[2]
+    built = {**env_p, **dict(env_kwargs or {})}
+    preset.update(qualified_presets(module, name, env, built))
+    built = {**split_overrides(module, preset, env, algo)[2], **dict(env_kwargs or {})}
+    if has_box_actions(env, built):
+        preset.update(module.PRESETS.get("continuous", {}))
+    return preset
+
+
 def resolve(algo: str, env: str, overrides: Mapping[str, Any] | None = None, use_preset: bool = True) -> ResolvedConfig:
     """Defaults <- the algorithm's preset for ``env`` <- ``overrides``, every key checked and typed."""
     module = algorithm_module(algo)
     env_class(env)  # unknown env names fail here, with the registered ones listed
-    name = preset_name(algo, module, overrides or {})
-    preset = {**module.PRESETS.get(env, {}), **module.PRESETS.get(f"{name}/{env}", {})} if use_preset else {}
-    static_p, hparams_p, env_p = split_overrides(module, preset, env, algo)
     static_o, hparams_o, env_o = split_overrides(module, dict(overrides or {}), env, algo)
-    if use_preset and (qualified := qualified_presets(module, name, env, {**env_p, **env_o})):
-        preset.update(qualified)
-        static_p, hparams_p, env_p = split_overrides(module, preset, env, algo)
-    if use_preset and has_box_actions(env, {**env_p, **env_o}):
-        preset.update(module.PRESETS.get("continuous", {}))
-        static_p, hparams_p, env_p = split_overrides(module, preset, env, algo)
+    preset = preset_settings(algo, env, env_o, overrides) if use_preset else {}
+    static_p, hparams_p, env_p = split_overrides(module, preset, env, algo)
     implied = implied_overrides(algo)
     for key, value in implied.items():
         if key in static_o and static_o[key] != value:
