@@ -11,6 +11,7 @@ read, not retrained). ``write`` composes the sections of docs/benchmarks.md from
     python scripts/bench_comm.py comm --runs runs/comm/ippo_mpe_speaker_listener runs/comm/mappo_mpe_reference
     python scripts/bench_comm.py comm --steps 10000000 --seeds 2         # or train them here
     python scripts/bench_comm.py bit --steps 10000000 --seeds 2          # a checkpoint per chunk, measured
+    python scripts/bench_comm.py trace --steps 10000000 --seeds 2        # speaker_listener, every checkpoint
     python scripts/bench_comm.py write                                   # docs/benchmarks.md (+ docs/img/)
 
 ``comm`` reads run directories in place and writes nothing into them (a run still training is measured at its
@@ -40,6 +41,9 @@ SPREAD_HEADING = "## mpe_spread with 3, 5 and 10 agents: IPPO and MAPPO against 
 COMM_HEADING = "## Communication: speaker_listener and reference (MPE's own channels)"
 BIT_HEADING = "## mpe_spread with a learned 1-bit channel: messages against training progress"
 BIT_PNG = "spread_1bit.png"
+COMM_SET = ["num_envs=128", "num_steps=50", "num_minibatches=4", "lr=0.0025"]  # spread's PPO preset sizes
+TRACE_HEADING = "## speaker_listener: the channel over training (why IPPO's listener does not listen)"
+TRACE_PNG = "speaker_listener_trace.png"
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -385,6 +389,9 @@ def comm(args) -> None:
 def compose_comm(data: dict) -> str:
     runs = sorted(data["runs"], key=lambda r: (r["env"], r["algo"]))
     lines = [COMM_HEADING, "", f"- Machine: {data['machine']}", f"- Date: {data['date']}",
+             "- Training (per env E and algorithm A, 2 seeds in one program, 1e7 env steps, spread's PPO preset "
+             f"sizes): `jmarl sweep A --env E --seeds 2 {' '.join(COMM_SET)} total_timesteps=10000000 --out "
+             "runs/comm/A_E`",
              *[f"- Command: `{c}`" for c in dict.fromkeys(r["command"] for r in runs)], "",
              f"`jmarl rollout`'s analysis ({runs[0]['episodes'] if runs else '-'} greedy episodes per seed, the same "
              "starts with and without the channel): the receivers' return (speaker_listener: the listener; "
@@ -533,6 +540,115 @@ def compose_bit(data: dict, image: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------
+# trace: speaker_listener's channel at every checkpoint, IPPO and MAPPO, and IPPO beside a scripted speaker
+# ----------------------------------------------------------------------------------------------------
+# label: (algorithm, overrides beyond the shared ones). The scripted speaker (the env's heuristic: it says the
+# goal) makes the listener's problem single-agent; whether IPPO's listener then learns to listen separates "the
+# listener cannot learn to listen" from "the two cannot agree on a protocol".
+TRACE_VARIANTS = {"ippo": ("ippo", {}), "mappo": ("mappo", {}),
+                  "ippo_scripted_speaker": ("ippo", {"fixed_teams": "speaker", "fixed_policy": "heuristic"})}
+
+
+def trace(args) -> None:
+    from jmarl.train import checkpoint as ckpt
+
+    out = Path(args.out)
+    data = _load(out, "trace.json") or {"variants": {}}
+    for label in args.variants:
+        algo, extra = TRACE_VARIANTS[label]
+        steps = args.scripted_steps if "fixed_teams" in extra else args.steps
+        overrides = {**_kv(args.set), **extra, "total_timesteps": steps, "num_evals": args.checkpoints}
+        run_dir = out / "trace" / label
+        results = _train(algo, args.env, overrides, args.seeds, run_dir, keep_checkpoints=args.checkpoints + 1)
+        entry = data["variants"].get(label) or {"points": []}
+        measured = {p["checkpoint"]: p for p in entry["points"]}
+        for _, path in ckpt.chunk_dirs(run_dir / "checkpoints"):
+            if path.name in measured:
+                continue
+            row = measure_run(run_dir, args.episodes, checkpoint=path)
+            c = row["report"]["communication"]
+            measured[path.name] = {"checkpoint": path.name, "env_steps": row["env_steps"],
+                                   "communication": c, "teams": row["report"].get("teams")}
+            print(f"{label:22s} {path.name} steps {row['env_steps']} receivers {_ci(c['return'])} "
+                  f"causal value {_ci(c['causal_value'], 2)} "
+                  f"MI {[_ci(v, 3) for v in c['message_mi'].values()]}", flush=True)
+            data["variants"][label] = {"algo": algo, "env": args.env, "overrides": overrides, "seeds": args.seeds,
+                                       "run_dir": str(run_dir), "episodes": args.episodes,
+                                       "final": results.get("aggregate"),
+                                       "points": sorted(measured.values(), key=lambda p: p["checkpoint"])}
+            _save(out, "trace.json", {**data, **_stamp()})
+    if data["variants"]:
+        plot_trace(_load(out, "trace.json"), out / TRACE_PNG)
+
+
+def _trace_series(points: list) -> dict[str, np.ndarray]:
+    """Per checkpoint (rows) and seed (columns): env steps, receivers' return, the same with random words, causal
+    value, and the speaker's word-goal MI (mean over speakers)."""
+    c = [p["communication"] for p in points]
+    return {"steps": np.array([p["env_steps"] or 0 for p in points], float),
+            "return": np.array([x["return"]["values"] for x in c]),
+            "return_randomised": np.array([x["return_randomised"]["values"] for x in c]),
+            "causal_value": np.array([x["causal_value"]["values"] for x in c]),
+            "mi": np.array([np.mean([v["values"] for v in x["message_mi"].values()], 0) for x in c])}
+
+
+def plot_trace(data: dict, path: Path) -> Path:
+    """Three panels against env steps, a colour per variant and a line per seed: the listener's return (solid)
+    and with random words (dotted), the word-goal MI, the causal value of the channel."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12, 3.4), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = [fig.add_subplot(1, 3, i + 1) for i in range(3)]
+    for i, (label, v) in enumerate(sorted(data["variants"].items())):
+        s = _trace_series(v["points"])
+        for m in range(s["return"].shape[1]):
+            name = label if m == 0 else None
+            axes[0].plot(s["steps"], s["return"][:, m], "-o", ms=3, color=f"C{i}", label=name)
+            axes[0].plot(s["steps"], s["return_randomised"][:, m], ":", color=f"C{i}")
+            axes[1].plot(s["steps"], s["mi"][:, m], "-o", ms=3, color=f"C{i}", label=name)
+            axes[2].plot(s["steps"], s["causal_value"][:, m], "-o", ms=3, color=f"C{i}", label=name)
+    titles = ["listener's return (dotted: random words)", "MI word vs goal (bits; max 1.585)",
+              "causal value of the channel"]
+    for ax, title in zip(axes, titles):
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("env steps", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[2].axhline(0.0, color="k", lw=0.5)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("mpe_speaker_listener: the channel at every checkpoint (one line per seed)", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
+def compose_trace(data: dict, image: str) -> str:
+    variants = data["variants"]
+    any_v = next(iter(variants.values()))
+    shared = {k: v for k, v in any_v["overrides"].items() if k not in ("fixed_teams", "fixed_policy",
+                                                                          "total_timesteps")}
+    lines = [TRACE_HEADING, "", f"- Machine: {data['machine']}", f"- Date: {data['date']}",
+             f"- Command: `{data['command']}`", "",
+             f"Each variant trains {any_v['seeds']} seeds in one program ({', '.join(f'{k}={v}' for k, v in shared.items())}"
+             "; the settings of the section above), keeping a checkpoint per chunk; every checkpoint is measured by "
+             f"`jmarl rollout`'s analysis on {any_v['episodes']} greedy episodes per seed (the same starts at every "
+             "checkpoint and with random words). `ippo_scripted_speaker`: IPPO's listener beside the env's scripted "
+             "speaker (`fixed_teams=speaker fixed_policy=heuristic`: it always says the goal). Mean over seeds "
+             "(per seed in the plot).", "", f"![speaker_listener over training]({image})", "",
+             "| variant | env steps | listener's return | with random words | causal value | MI word-goal (bits) |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for label, v in sorted(variants.items()):
+        s = _trace_series(v["points"])
+        for i in range(len(s["steps"])):
+            lines.append(f"| {label} | {s['steps'][i]:.2e} | {s['return'][i].mean():.1f} | "
+                         f"{s['return_randomised'][i].mean():.1f} | {s['causal_value'][i].mean():.2f} | "
+                         f"{s['mi'][i].mean():.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------------------------
 def write(args) -> None:
     out, doc = Path(args.out), Path(args.doc)
     sections = []
@@ -547,6 +663,11 @@ def write(args) -> None:
         if not args.print:
             plot_bit(data, image)
         sections.append((BIT_HEADING, compose_bit(data, f"img/{BIT_PNG}")))
+    if (data := _load(out, "trace.json")) and data["variants"]:
+        image = doc.parent / "img" / TRACE_PNG
+        if not args.print:
+            plot_trace(data, image)
+        sections.append((TRACE_HEADING, compose_trace(data, f"img/{TRACE_PNG}")))
     for heading, text in sections:
         print(text) if args.print else write_section(heading, text, doc)
     if not sections:
@@ -579,8 +700,7 @@ def main(argv=None) -> None:
     c.add_argument("--algos", nargs="+", default=["ippo", "mappo"])
     c.add_argument("--steps", type=int, default=10_000_000)
     c.add_argument("--seeds", type=int, default=2)
-    c.add_argument("--set", nargs="*", default=["num_envs=128", "num_steps=50", "num_minibatches=4", "lr=0.0025"],
-                   help="KEY=VALUE overrides for the runs trained here")
+    c.add_argument("--set", nargs="*", default=COMM_SET, help="KEY=VALUE overrides for the runs trained here")
     c.add_argument("--episodes", type=int, default=256)
     c.set_defaults(func=comm)
     b = sub.add_parser("bit", help="spread with a learned 1-bit channel: message statistics per checkpoint")
@@ -591,6 +711,16 @@ def main(argv=None) -> None:
     b.add_argument("--episodes", type=int, default=128)
     b.add_argument("--set", nargs="*", default=[], help="KEY=VALUE overrides")
     b.set_defaults(func=bit)
+    t = sub.add_parser("trace", help="speaker_listener: the channel at every checkpoint, per variant")
+    t.add_argument("--env", default="mpe_speaker_listener")
+    t.add_argument("--variants", nargs="+", default=list(TRACE_VARIANTS), choices=list(TRACE_VARIANTS))
+    t.add_argument("--steps", type=int, default=10_000_000)
+    t.add_argument("--scripted-steps", type=int, default=3_000_000, help="budget beside the scripted speaker")
+    t.add_argument("--seeds", type=int, default=2)
+    t.add_argument("--checkpoints", type=int, default=10, help="chunks, each ending in a measured checkpoint")
+    t.add_argument("--episodes", type=int, default=200)
+    t.add_argument("--set", nargs="*", default=COMM_SET, help="KEY=VALUE overrides for every variant")
+    t.set_defaults(func=trace)
     w = sub.add_parser("write", help="compose the sections of docs/benchmarks.md from the saved JSON")
     w.add_argument("--doc", default=str(DOC), help="the markdown file (its img/ gets the plot)")
     w.add_argument("--print", action="store_true", help="print instead of writing")

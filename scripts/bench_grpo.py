@@ -32,19 +32,23 @@ from benchlib import machine, write_section  # noqa: E402
 HEADING = "## GRPO (group-relative, no critic) against IPPO and MAPPO"
 
 
-def _train(algo: str, env: str, overrides: dict, seeds: int, out: Path) -> dict:
+def _train(algo: str, env: str, overrides: dict, seeds: int, out: Path, resume: bool = False) -> dict:
     """One run of ``seeds`` seeds in one program, in ``out`` (a previous run there, this script's own output,
-    is replaced); returns the results plus per-chunk evaluation returns."""
+    is replaced; with ``resume`` it is continued from its newest checkpoint, or read when finished); returns the
+    results plus per-chunk evaluation returns."""
     from jmarl.train.algorithms import resolve
     from jmarl.train.run import Population, train
     from jmarl.train.stats import aggregate
 
     resolved = resolve(algo, env, overrides)
     pop = Population.grid([resolved.hparams], list(range(seeds)))
-    shutil.rmtree(out, ignore_errors=True)
+    if not resume:
+        shutil.rmtree(out, ignore_errors=True)
     load0, t0 = os.getloadavg()[0], time.perf_counter()
-    results = train(resolved, pop, out, quiet=True, wandb="disabled")
+    results = train(resolved, pop, out, resume=resume, quiet=True, wandb="disabled")
     wall = time.perf_counter() - t0
+    if results.get("resumed_at_chunk"):  # the seconds of the earlier, cut-short invocations count too
+        results["train_seconds"] += results.get("earlier_train_seconds") or 0.0
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line]
     chunks = sorted({r["chunk"] for r in rows})
     cfg = resolved.config
@@ -105,7 +109,7 @@ def learn(args) -> None:
         extra = _kv(" ".join(args.set_grpo)) if algo == "grpo" else {}
         label = " ".join([algo, *(f"{k}={v}" for k, v in extra.items())])
         run = _train(algo, args.env, {"total_timesteps": args.steps, **extra}, args.seeds,
-                     out / "learn" / label.replace(" ", "_").replace("=", ""))
+                     out / "learn" / label.replace(" ", "_").replace("=", ""), resume=args.resume)
         run["command"], run["label"] = _cmd(sys.argv[1:]), label
         done["runs"] = [r for r in done["runs"] if r.get("label", r["algo"]) != label] + [run]
         f = run["final"]
@@ -295,6 +299,7 @@ def main(argv=None) -> None:
     l.add_argument("--steps", type=int, default=2_000_000)
     l.add_argument("--seeds", type=int, default=2)
     l.add_argument("--set-grpo", nargs="*", default=[], help="KEY=VALUE overrides for GRPO (e.g. the sweep's best)")
+    l.add_argument("--resume", action="store_true", help="continue cut-short runs (finished ones are read)")
     l.set_defaults(func=learn)
     b = sub.add_parser("branching", help="speed and memory of branching against K")
     b.add_argument("--ks", type=int, nargs="+", default=[2, 4, 8, 16, 32])

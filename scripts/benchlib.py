@@ -17,12 +17,19 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"  # the repo
 
 
 
+READING = "<!-- reading: kept when the tables above are rewritten -->"
+
+
 def write_section(heading: str, text: str, path: Path = DOC) -> None:
-    """Replace the section that starts with ``heading`` (up to the next ``## `` heading) or append it."""
+    """Replace the section that starts with ``heading`` (up to the next ``## `` heading) or append it. The
+    written reading of a section, from a line ``READING`` to its end, is kept when the measurements are
+    rewritten (unless ``text`` brings its own)."""
     doc = path.read_text() if path.exists() else "# Benchmarks\n"
     pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(doc):
-        doc = pattern.sub(lambda _: text.rstrip() + "\n\n", doc, count=1)
+    if (old := pattern.search(doc)):
+        kept = old.group(0)[old.group(0).index(READING):] if READING in old.group(0) and READING not in text else ""
+        doc = pattern.sub(lambda _: text.rstrip() + "\n\n" + (kept.rstrip() + "\n\n" if kept else ""), doc,
+                          count=1)
     else:
         doc = doc.rstrip() + "\n\n" + text
     path.parent.mkdir(parents=True, exist_ok=True)
