@@ -190,20 +190,29 @@ def scripted_matches(scenarios: list[str], episodes: int = 512) -> str:
     from jaxmarl.environments.smax import HeuristicEnemySMAX, map_name_to_scenario
     from jaxmarl.environments.smax.heuristic_enemy import create_heuristic_policy, get_heuristic_policy_initial_state
 
-    def first_episode(step_fn, carry, max_steps: int) -> tuple[float, float]:
-        """Win rate and mean length of the first episode of each of ``episodes`` envs (no auto-reset).
-        step_fn(key, carry) -> (carry, ended: bool[E], won: bool[E]); carry: the batched env (and policy) state."""
+    def first_episode(step_fn, carry, hp0, max_steps: int) -> tuple[float, float, float, float]:
+        """Win rate, mean length and damage dealt per step by the allies and by the enemies (health removed,
+        summed over the other side's units, over the episode's steps; mean over episodes) of the first episode of
+        each of ``episodes`` envs (no auto-reset). step_fn(key, carry) -> (carry, ended: bool[E], won: bool[E],
+        (allies' health f32[E], enemies' health f32[E]) after the step); hp0: the same at the start."""
         def body(c, key):
-            carry, done, won, length = c
-            carry, ended, won_now = step_fn(key, carry)
-            return (carry, done | ended, jnp.where(done, won, won_now), length + ~done), None
-        def run(carry):
+            carry, done, won, length, hp = c
+            carry, ended, won_now, hp_now = step_fn(key, carry)
+            hp = jax.tree.map(lambda old, new: jnp.where(done, old, new), hp, hp_now)
+            return (carry, done | ended, jnp.where(done, won, won_now), length + ~done, hp), None
+        def run(carry, hp0):
             keys = jax.random.split(jax.random.key(1), max_steps + 1)  # every episode has ended by then
             zeros = jnp.zeros(episodes, bool)
-            (_, _, won, length), _ = jax.lax.scan(body, (carry, zeros, zeros, jnp.zeros(episodes, jnp.int32)), keys)
-            return won.mean(), length.mean()
-        win, length = jax.jit(run)(carry)
-        return float(win), float(length)
+            (_, _, won, length, hp), _ = jax.lax.scan(
+                body, (carry, zeros, zeros, jnp.zeros(episodes, jnp.int32), hp0), keys)
+            per_step = lambda before, after: ((before - after) / jnp.maximum(length, 1)).mean()  # noqa: E731
+            return won.mean(), length.mean(), per_step(hp0[1], hp[1]), per_step(hp0[0], hp[0])
+        return tuple(float(x) for x in jax.jit(run)(carry, hp0))
+
+    def sides(health, alive, n):
+        """(allies', enemies') health summed over living units, f32[E]: units 0..n-1 are the allies."""
+        hp = jnp.where(alive, jnp.maximum(health, 0.0), 0.0)
+        return hp[..., :n].sum(-1), hp[..., n:].sum(-1)
 
     def jmarl_match(scenario, mode, advance):
         env = jmarl.make("smax", scenario=scenario, advance=advance)
@@ -213,10 +222,11 @@ def scripted_matches(scenarios: list[str], episodes: int = 512) -> str:
             act = jax.vmap(lambda k, s: env.heuristic_actions(k, s, "allies", mode))(
                 jax.random.split(k_act, episodes), state)
             ts, state = jax.vmap(env.step)(jax.random.split(k_step, episodes), state, {"allies": act})
-            return state, ts.terminated | ts.truncated, ts.info["won"]
+            return state, ts.terminated | ts.truncated, ts.info["won"], sides(state.health, state.health > 0, n)
 
+        n = env.num_allies
         _, state = jax.vmap(env.reset)(jax.random.split(jax.random.key(0), episodes))
-        return first_episode(step, state, env.config.max_steps)
+        return first_episode(step, state, sides(state.health, state.health > 0, n), env.config.max_steps)
 
     def jaxmarl_match(scenario, mode):
         env = HeuristicEnemySMAX(scenario=map_name_to_scenario(scenario))
@@ -230,7 +240,8 @@ def scripted_matches(scenarios: list[str], episodes: int = 512) -> str:
                                        jnp.stack([unit_obs[a] for a in env.agents]))
             _, state, _, dones, _ = env.step_env(k_step, state, {a: act[i] for i, a in enumerate(env.agents)})
             alive = state.state.unit_alive
-            return (state, policy_state), dones["__all__"], jnp.any(alive[:n]) & ~jnp.any(alive[n:])
+            return ((state, policy_state), dones["__all__"], jnp.any(alive[:n]) & ~jnp.any(alive[n:]),
+                    sides(state.state.unit_health, alive, n))
 
         def step(key, carry):
             return jax.vmap(step_one)(jax.random.split(key, episodes), carry)
@@ -238,20 +249,21 @@ def scripted_matches(scenarios: list[str], episodes: int = 512) -> str:
         _, state = jax.vmap(env.reset)(jax.random.split(jax.random.key(0), episodes))
         policy_state = jax.tree.map(lambda *x: jnp.stack(x), *[get_heuristic_policy_initial_state()] * n)
         policy_state = jax.tree.map(lambda x: jnp.broadcast_to(x, (episodes, *x.shape)), policy_state)
-        return first_episode(step, (state, policy_state), env.max_steps)
+        hp0 = sides(state.state.unit_health, state.state.unit_alive, n)
+        return first_episode(step, (state, policy_state), hp0, env.max_steps)
 
     for scenario in scenarios:  # an unknown name fails here, with the valid ones, before any compiling
         jmarl.make("smax", scenario=scenario)
-    lines = ["| scenario | game (advance rule, both teams) | allies' targets | win rate | battle length |",
-             "|---|---|---|---:|---:|"]
+    lines = ["| scenario | game (advance rule, both teams) | allies' targets | win rate | battle length | "
+             "damage per step: allies | enemies |", "|---|---|---|---:|---:|---:|---:|"]
     for scenario in scenarios:
         rows = [("JaxMARL (random_visible)", mode, lambda m=mode: jaxmarl_match(scenario, m))
                 for mode in ("closest", "random")]
         rows += [(f"jmarl ({advance})", mode, lambda m=mode, a=advance: jmarl_match(scenario, m, a))
                  for advance in ("random_visible", "closest") for mode in ("closest", "random", "lowest_health")]
         for game, mode, match in rows:
-            win, length = match()
-            lines.append(f"| {scenario} | {game} | {mode} | {win:.1%} | {length:.1f} |")
+            win, length, dealt, taken = match()
+            lines.append(f"| {scenario} | {game} | {mode} | {win:.1%} | {length:.1f} | {dealt:.1f} | {taken:.1f} |")
             print(lines[-1], flush=True)
     return "\n".join(lines)
 
