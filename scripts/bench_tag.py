@@ -149,7 +149,7 @@ def write(args) -> None:
     crossplay = Path(args.crossplay)
     data = measure(crossplay)
     (crossplay / "bench_tag.json").write_text(json.dumps(data, indent=1))
-    cmd = "python scripts/bench_tag.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    cmd = f"python scripts/bench_tag.py write --crossplay {shlex.quote(str(crossplay))}"  # (--command: the lines above)
     text = compose(data, args.budget, [*args.command, cmd])
     if args.print:
         print(text)
