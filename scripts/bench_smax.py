@@ -153,7 +153,7 @@ at least JaxMARL's figure everywhere. Rows are the headline row per scenario and
 
 JaxMARL's own hyperparameters (its `ippo_rnn_smax.yaml` / `mappo_homogenous_rnn_smax.yaml`: 128 envs, width 128,
 relu, IPPO lr 4e-3 and clip 0.05, MAPPO lr 2e-3) in jmarl's SMAX, with its enemy rule and last-action
-observations: the like-for-like test of the environment against JaxMARL's figures.
+observations: JaxMARL's settings, in jmarl's game, against its figures.
 Command (per row): `jmarl reproduce jaxmarl_smax --seeds 2 --only ALGO/smax_SCENARIO`.
 
 {jaxmarl_table}
