@@ -584,6 +584,12 @@ PRESETS: dict[str, dict[str, Any]] = {
                  sample_sequence_length=100, sample_period=100, learning_starts=10_000, num_epochs=4,
                  total_timesteps=10_000_000, team_reward="mean", lr=5e-4, gamma=0.99, target_update_period=25.0,
                  max_grad_norm=10.0),
+    # PQN-VDN (``jmarl train pqn_vdn``): purejaxql's pqn_vdn_rnn_smax (128 envs x 128 steps, 4 epochs x 16
+    # minibatches, Q(0.85), lr 2.5e-4 decayed, epsilon 1 -> 0.01 over a tenth, gradient norm 1, rewards x10)
+    # at jmarl's width, 64 (its 512-wide GRU costs a CPU about 64x as much per step).
+    "pqn_vdn/smax": dict(num_envs=128, num_steps=128, num_epochs=4, num_minibatches=16, rollout_from_reset=False,
+                         hidden_dim=64, lr=2.5e-4, q_lambda=0.85, eps_finish=0.01, eps_anneal_frac=0.1,
+                         max_grad_norm=1.0, reward_scale=10.0),
     "probe_matrix": _PROBE,
     "probe_two_step": dict(_PROBE, num_steps=2, sample_sequence_length=2, sample_period=2, buffer_size=16 * 64,
                            total_timesteps=16 * 2 * 320),

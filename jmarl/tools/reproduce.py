@@ -140,6 +140,21 @@ _SMAX_WIN = {"2s3z": (0.90, 1.00), "3s5z": (0.55, 0.70), "5m_vs_6m": (0.12, 0.05
 _RULE_SENSITIVE = ("6h_vs_8z",)
 
 
+# Mava's recurrent (IPPO, MAPPO) after 1e7 steps on the hard maps, read off its plots (about +-3 points); the
+# 27-unit map and SMACv2's 10/20-unit maps need a GPU's budget (docs/benchmarks.md).
+_MAVA = "Mava's docs, SMAX, recurrent {} after 1e7 steps, read off the plot"
+_MAVA_WIN = {"10m_vs_11m": (0.33, 0.67), "3s5z_vs_3s6z": (0.70, 0.76), "27m_vs_30m": (0.32, 0.80)}
+HARD_MAPS = ("10m_vs_11m", "3s5z_vs_3s6z", "smacv2_5_units")
+PQN_FIGURE = Published(None, "the PQN paper (Gallici et al.) reports PQN-VDN's SMAX win-rate IQM over its maps, "
+                             "about 0.95 at 1e7 steps, not a figure per map")
+
+
+def hard_map_figure(algo: str, scenario: str) -> Published:
+    if scenario not in _MAVA_WIN:
+        return Published(None, f"no published {scenario} figure for recurrent {algo.upper()}")
+    return Published(_MAVA_WIN[scenario][0 if algo == "ippo" else 1], _MAVA.format(algo.upper()))
+
+
 def smax_figure(algo: str, scenario: str, advance: str = "closest") -> Published:
     """JaxMARL's figure for ``scenario``; measured against its enemy's rule, which ``measures`` names where
     the entry's rule (``advance``) differs and the map is one where that changes the outcome."""
@@ -213,9 +228,16 @@ def _jmarl_smax() -> tuple[Entry, ...]:
     ppo = tuple(Entry(algo, "smax", 10_000_000, smax_figure(algo, kw["scenario"], kw.get("advance", "closest")),
                       env_kwargs=kw, metric="win_rate")
                 for kw in kwargs for algo in ("ippo", "mappo"))
+    # The hard maps, against Mava's recurrent IPPO / MAPPO after 1e7 steps (smacv2_5_units: no published figure).
+    hard = tuple(Entry(algo, "smax", 10_000_000, hard_map_figure(algo, s), env_kwargs=dict(scenario=s),
+                       metric="win_rate") for s in HARD_MAPS for algo in ("ippo", "mappo"))
     # GRPO against the critic-based baselines on the maps its issue names (no published figure exists).
-    return ppo + tuple(Entry("grpo", "smax", 10_000_000, MPE_FIGURES["grpo"], env_kwargs=dict(scenario=s),
-                             metric="win_rate") for s in ("3m", "2s3z"))
+    grpo = tuple(Entry("grpo", "smax", 10_000_000, MPE_FIGURES["grpo"], env_kwargs=dict(scenario=s),
+                       metric="win_rate") for s in ("3m", "2s3z"))
+    # PQN-VDN (purejaxql's SMAX settings at jmarl's width) on three maps of the first table.
+    pqn = tuple(Entry("pqn_vdn", "smax", 10_000_000, PQN_FIGURE, env_kwargs=dict(scenario=s), metric="win_rate")
+                for s in ("2s3z", "3s5z", "6h_vs_8z"))
+    return ppo + hard + grpo + pqn
 
 
 # The game, not the algorithm: jmarl's recurrent IPPO and MAPPO at exactly the settings of their jmarl_smax

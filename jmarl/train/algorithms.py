@@ -44,6 +44,7 @@ BUILTIN: dict[str, tuple[str, dict[str, Any]]] = {
     "iql": ("jmarl.algos.qlearning", {"mixer": "none"}),
     "vdn": ("jmarl.algos.qlearning", {"mixer": "vdn"}),
     "qmix": ("jmarl.algos.qlearning", {"mixer": "qmix"}),
+    "pqn_vdn": ("jmarl.algos.qlearning", {"mixer": "vdn", "algo_variant": "pqn"}),
     "maddpg": ("jmarl.algos.maddpg", {}),
     "grpo": ("jmarl.algos.grpo", {}),
 }
