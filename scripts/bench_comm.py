@@ -42,7 +42,7 @@ COMM_HEADING = "## Communication: speaker_listener and reference (MPE's own chan
 BIT_HEADING = "## mpe_spread with a learned 1-bit channel: messages against training progress"
 BIT_PNG = "spread_1bit.png"
 COMM_SET = ["num_envs=128", "num_steps=50", "num_minibatches=4", "lr=0.0025"]  # spread's PPO preset sizes
-TRACE_HEADING = "## speaker_listener: the channel over training (why IPPO's listener does not listen)"
+TRACE_HEADING = "## speaker_listener: the channel over training (when a protocol forms)"
 TRACE_PNG = "speaker_listener_trace.png"
 
 
@@ -635,16 +635,19 @@ def compose_trace(data: dict, image: str) -> str:
              "; the settings of the section above), keeping a checkpoint per chunk; every checkpoint is measured by "
              f"`jmarl rollout`'s analysis on {any_v['episodes']} greedy episodes per seed (the same starts at every "
              "checkpoint and with random words). `ippo_scripted_speaker`: IPPO's listener beside the env's scripted "
-             "speaker (`fixed_teams=speaker fixed_policy=heuristic`: it always says the goal). Mean over seeds "
-             "(per seed in the plot).", "", f"![speaker_listener over training]({image})", "",
+             "speaker (`fixed_teams=speaker fixed_policy=heuristic`: it always says the goal). Each seed's value, "
+             "seeds in order (a greedy speaker that gives one goal a word of its own and the other two a shared "
+             "word carries 0.918 bits; one word per goal, 1.585).", "",
+             f"![speaker_listener over training]({image})", "",
              "| variant | env steps | listener's return | with random words | causal value | MI word-goal (bits) |",
              "|---|---:|---:|---:|---:|---:|"]
+    per_seed = lambda x, d: ", ".join(f"{v:.{d}f}" for v in x)  # noqa: E731
     for label, v in sorted(variants.items()):
         s = _trace_series(v["points"])
         for i in range(len(s["steps"])):
-            lines.append(f"| {label} | {s['steps'][i]:.2e} | {s['return'][i].mean():.1f} | "
-                         f"{s['return_randomised'][i].mean():.1f} | {s['causal_value'][i].mean():.2f} | "
-                         f"{s['mi'][i].mean():.3f} |")
+            lines.append(f"| {label} | {s['steps'][i]:.2e} | {per_seed(s['return'][i], 1)} | "
+                         f"{per_seed(s['return_randomised'][i], 1)} | {per_seed(s['causal_value'][i], 2)} | "
+                         f"{per_seed(s['mi'][i], 2)} |")
     return "\n".join(lines) + "\n"
 
 
