@@ -167,6 +167,18 @@ def test_ratings_recover_a_known_ordering():
     flipped = ratings_from_matrix(matrix, "prey:return/adversaries<1", reps=50)  # the same rule, from the prey
     np.testing.assert_allclose([q["rating"] for q in flipped["cols"]["players"]], cols["rating"], atol=1e-6)
 
+    # An env that reports draws (SMAX): a draw is half a win for either side, whatever the rule says of it.
+    won, draw = (outcomes > 0.5).astype(float), np.zeros_like(outcomes)
+    draw[:, :, ::4] = 1.0
+    won[:, :, ::4] = 0.0
+    smax = {"env": "smax", "row_team": "allies", "col_team": "enemies", "rows": list("abcd"), "cols": list("xyz"),
+            "episodes": {"win_rate": won, "metric/draw": draw}}
+    halves = ratings_from_matrix(smax, reps=10)
+    assert halves["rule"] == "allies:win_rate>0.5 (a draw: half a win)"
+    np.testing.assert_allclose(halves["row_win_rate"], np.where(draw > 0.5, 0.5, won).mean(-1))
+    without = ratings_from_matrix({**smax, "episodes": {"win_rate": won}}, reps=10)  # draws unknown: lost
+    np.testing.assert_allclose(without["row_win_rate"], won.mean(-1))
+
 
 # ----------------------------------------------------------------------------------------------------
 # Bad input: one line, exit status 2, nothing compiled or trained

@@ -42,6 +42,7 @@ ELO = 400.0 / np.log(10.0)  # Elo points per unit of log-odds
 # mpe_tag: predators are paid +10 per predator for each contact, and nothing else, so a positive return is a
 # capture. mpe_adversary: a good agent's step reward is the adversary's distance to the goal minus the closest
 # good agent's, so a positive return means the good agents held the goal closer than the adversary, on average.
+DRAW_KEY = "metric/draw"  # per episode, 1 where neither side won (SMAX: the time limit)
 DEFAULT_WIN_RULES = {
     "mpe_tag": "adversaries:return/adversaries>0",
     "mpe_adversary": "agents:return/agents>0",
@@ -180,13 +181,18 @@ def ratings_from_matrix(matrix: Mapping, rule: WinRule | str | None = None, prio
     elif isinstance(rule, str):
         rule = WinRule.parse(rule)
     rule.check([row_team, col_team], list(episodes))
-    fit = bootstrap_ratings(rule.row_wins(np.asarray(episodes[rule.key]), row_team), prior, reps, seed)
+    outcomes = rule.row_wins(np.asarray(episodes[rule.key]), row_team)  # f64[I, J, E]
+    draws = DRAW_KEY in episodes  # an env that reports draws (SMAX's time-outs): a draw is half a win each way
+    if draws:
+        outcomes = np.where(np.asarray(episodes[DRAW_KEY]) > 0.5, 0.5, outcomes)
+    fit = bootstrap_ratings(outcomes, prior, reps, seed)
 
     def players(labels, side):
         return [{"label": label, "rating": float(fit[side]["rating"][k]), "lo": float(fit[side]["lo"][k]),
                  "hi": float(fit[side]["hi"][k])} for k, label in enumerate(labels)]
 
-    return {"env": matrix["env"], "rule": str(rule), "prior_games": prior, "bootstrap_reps": reps,
+    return {"env": matrix["env"], "rule": str(rule) + (" (a draw: half a win)" if draws else ""),
+            "prior_games": prior, "bootstrap_reps": reps,
             "episodes_per_cell": int(np.asarray(episodes[rule.key]).shape[-1]),
             "scale": "Elo points: P(row beats column) = 1 / (1 + 10^((R_col - R_row) / 400)); 0 is the prior's "
                      "virtual player; 95% CIs: bootstrap over episodes",
