@@ -102,7 +102,7 @@ def crossplay_snapshots(run: str, out: Path, args) -> dict:
     """(c): every checkpoint of ``run`` (member 0) and the references, each playing both sides, in one program;
     ratings with a draw as half a win. Returns per checkpoint its env steps and both sides' ratings."""
     from jmarl.tools import crossplay as cp
-    from jmarl.tools.ratings import bootstrap_ratings
+    from jmarl.tools.ratings import ratings_from_matrix
     from jmarl.train import checkpoint
 
     done = out / "snapshot_ratings.json"
@@ -110,10 +110,10 @@ def crossplay_snapshots(run: str, out: Path, args) -> dict:
         return json.loads(done.read_text())
     chunks = chunk_dirs(run)
     matrix = cp.crossplay([str(c) for c in chunks] + list(REFERENCES), episodes=args.episodes, seed=0)
-    cp.write_crossplay(matrix, out / "crossplay", reps=args.bootstrap)  # the matrix, heat maps, default-rule ratings
+    cp.write_crossplay(matrix, out / "crossplay", reps=args.bootstrap)  # the matrix, heat maps, ratings
     ep = matrix["episodes"]
-    outcomes = np.asarray(ep["metric/allies_won"], np.float64) + 0.5 * np.asarray(ep["metric/draw"], np.float64)
-    fit = bootstrap_ratings(outcomes, 1.0, args.bootstrap, 0)
+    fit = ratings_from_matrix(matrix, reps=args.bootstrap)  # a draw (SMAX's time-out) is half a win
+    fit = {s: {q: [p[q] for p in fit[s]["players"]] for q in ("rating", "lo", "hi")} for s in ("rows", "cols")}
     steps = [checkpoint.verify(c).get("env_steps") for c in chunks]  # per member: env steps of one seed
     labels = matrix["rows"]
     players = []
