@@ -266,23 +266,6 @@ def compose(out: Path, extra: list[Path] = ()) -> str:
     return "\n".join(parts)
 
 
-NOTES = "### What the numbers say"
-
-
-def _kept_notes() -> str:
-    """The hand-written reading of the numbers (the ``NOTES`` subsection of the section now in the doc), kept
-    when the tables are regenerated: re-read it against the new numbers."""
-    from benchlib import DOC
-
-    doc = DOC.read_text() if DOC.exists() else ""
-    start = doc.find(HEADING)
-    notes = doc.find(NOTES, start) if start >= 0 else -1
-    if notes < 0:
-        return ""
-    end = doc.find("\n## ", notes)
-    return "\n" + doc[notes:end if end >= 0 else len(doc)].rstrip() + "\n"
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/bench_grpo")
@@ -312,7 +295,7 @@ def main(argv=None) -> None:
     w.set_defaults(func=None)
     args = parser.parse_args(argv)
     if args.command == "write":
-        text = compose(Path(args.out), [Path(d) for d in args.extra]) + _kept_notes()
+        text = compose(Path(args.out), [Path(d) for d in args.extra])  # its reading is kept (benchlib)
         print(text) if args.print else write_section(HEADING, text)
         return
     args.func(args)
