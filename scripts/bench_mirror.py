@@ -260,8 +260,8 @@ IPPO trained on the scripted enemy directly (the `smax` preset). Same budget and
 
 
 def write(args) -> None:
-    summaries = [json.loads((Path(args.out) / sc / "summary.json").read_text()) for sc in args.scenarios
-                 if (Path(args.out) / sc / "summary.json").is_file()]
+    files = [Path(f) for f in args.summaries] or [Path(args.out) / sc / "summary.json" for sc in args.scenarios]
+    summaries = [json.loads(f.read_text()) for f in files if f.is_file()]
     if not summaries:
         raise SystemExit(f"no summary.json under {args.out}/SCENARIO: run `python scripts/bench_mirror.py run` first")
     small = [s["scenario"] for s in summaries if s["steps"] < MIN_WRITE_STEPS]
@@ -289,6 +289,8 @@ def main() -> None:
     w = sub.add_parser("write", help="compose the docs/benchmarks.md section from the summaries")
     w.add_argument("--allow-small", action="store_true", help="write budgets under 1e6 env steps too")
     w.add_argument("--doc", default=str(ROOT / "docs" / "benchmarks.md"))
+    w.add_argument("--summaries", nargs="*", default=[],
+                   help="summary.json files to write, in order (default: --out/SCENARIO/summary.json)")
     for q in (r, w):
         q.add_argument("--scenarios", nargs="+", default=["3m", "2s3z"])
         q.add_argument("--out", default=str(ROOT / "runs" / "bench_mirror"))
