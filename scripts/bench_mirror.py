@@ -205,7 +205,7 @@ def rate(x: dict) -> str:
     return f"{x['mean']:.0%} [{x['lo']:.0%}, {x['hi']:.0%}] ({', '.join(f'{v:.0%}' for v in x['per_seed'])})"
 
 
-def section(summaries: list[dict]) -> str:
+def section(summaries: list[dict], write_command: str = "python scripts/bench_mirror.py write") -> str:
     first = summaries[0]
     cfg = first["runs"]["direct"]["config"]
     keys = ("num_envs", "num_steps", "num_epochs", "num_minibatches", "hidden_dim", "recurrent", "num_evals")
@@ -213,6 +213,9 @@ def section(summaries: list[dict]) -> str:
     pool = first["runs"].get("pool", {}).get("config", {}).get("config", {})
     pool_text = (f"pool: a snapshot every {pool['schedule_interval']} updates into {pool['pool_size']} slots, "
                  f"{pool['pool_groups']} groups of envs per side" if pool else "")
+    runs_text = "\n".join(f"- {s['scenario']}: {s['machine']}; load average {s['load_average']:.1f}; date "
+                          f"{s['date']}; `{s['command']}`" for s in summaries)
+    runs_text += f"\n- This section: `{write_command}`"
     parts = [f"""{SECTION}
 
 One IPPO policy for both sides of a mirror scenario (`smax enemy=learning mirror=True share_teams=allies,enemies`:
@@ -222,8 +225,7 @@ self-play){' and, second variant, simultaneous self-play' if 'simultaneous' in f
 meets the scripted enemy in training (which only watches: `eval_opponents=heuristic,random`). Against it, the same
 IPPO trained on the scripted enemy directly (the `smax` preset). Same budget and seeds for every run.
 
-- Machine: {first['machine']}; load average {first['load_average']:.1f}; date {first['date']}
-- Command: `{first['command']}` then `python scripts/bench_mirror.py write`
+{runs_text}
 - Settings (the `smax` preset of `algos/ppo.py`): {json.dumps(preset)}; {pool_text}
 - Win rates: the greedy policy of every seed's final checkpoint against the scripted enemy, {first['vs_heuristic']
   ['episodes_per_seed']} episodes per seed; mean with a 95% bootstrap CI over seeds, then each seed's. Self-play
@@ -268,7 +270,8 @@ def write(args) -> None:
     if small and not args.allow_small:
         raise SystemExit(f"{small}: budgets under {MIN_WRITE_STEPS:.0e} env steps are smoke runs, not benchmark "
                          f"numbers; rerun with --steps, or pass --allow-small")
-    text = section(summaries)
+    text = section(summaries, "python scripts/bench_mirror.py write" +
+                   (" --summaries " + " ".join(args.summaries) if args.summaries else ""))
     write_section(SECTION, text, Path(args.doc))
     print(text)
 
