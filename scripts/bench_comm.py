@@ -80,6 +80,12 @@ def _ci(s: dict | None, digits: int = 1) -> str:
     return f"{s['mean']:.{digits}f} [{s['mean_lo']:.{digits}f}, {s['mean_hi']:.{digits}f}]"
 
 
+def _header(heading: str, data: dict, commands: list[str], *extra: str) -> list[str]:
+    """A section's first lines: heading, machine, date, ``extra`` lines, then each distinct command."""
+    return [heading, "", f"- Machine: {data['machine']}", f"- Date: {data['date']}", *extra,
+            *[f"- Command: `{c}`" for c in dict.fromkeys(commands)], ""]
+
+
 def _train(algo: str, env: str, overrides: dict, seeds: int, run_dir: Path, keep_checkpoints: int = 3) -> dict:
     """Train (or resume, or read when finished) ``seeds`` seeds of ``algo`` in ``run_dir``; the results."""
     from jmarl.train.algorithms import resolve
@@ -304,8 +310,7 @@ def spread(args) -> None:
 
 def compose_spread(data: dict) -> str:
     runs = sorted(data["runs"], key=lambda r: (r["num_agents"], r["algo"]))
-    lines = [SPREAD_HEADING, "", f"- Machine: {data['machine']}", f"- Date: {data['date']}",
-             *[f"- Command: `{c}`" for c in dict.fromkeys(r["command"] for r in runs)], "",
+    lines = [*_header(SPREAD_HEADING, data, [r["command"] for r in runs]),
              "Greedy evaluation after the budget (the final evaluation: "
              f"{runs[0]['final_episodes'] if runs else '-'} episodes per seed); learned rows: mean with 95% bootstrap "
              "CI over seeds. Random actions and the env's heuristic (a greedy assignment of agents to landmarks, each "
@@ -388,11 +393,10 @@ def comm(args) -> None:
 
 def compose_comm(data: dict) -> str:
     runs = sorted(data["runs"], key=lambda r: (r["env"], r["algo"]))
-    lines = [COMM_HEADING, "", f"- Machine: {data['machine']}", f"- Date: {data['date']}",
-             "- Training (per env E and algorithm A, 2 seeds in one program, 1e7 env steps, spread's PPO preset "
-             f"sizes): `jmarl sweep A --env E --seeds 2 {' '.join(COMM_SET)} total_timesteps=10000000 --out "
-             "runs/comm/A_E`",
-             *[f"- Command: `{c}`" for c in dict.fromkeys(r["command"] for r in runs)], "",
+    training = ("- Training (per env E and algorithm A, 2 seeds in one program, 1e7 env steps, spread's PPO preset "
+                f"sizes): `jmarl sweep A --env E --seeds 2 {' '.join(COMM_SET)} total_timesteps=10000000 --out "
+                "runs/comm/A_E`")
+    lines = [*_header(COMM_HEADING, data, [r["command"] for r in runs], training),
              f"`jmarl rollout`'s analysis ({runs[0]['episodes'] if runs else '-'} greedy episodes per seed, the same "
              "starts with and without the channel): the receivers' return (speaker_listener: the listener; "
              "reference: both agents), the same with every heard word replaced by a uniformly random one "
@@ -521,8 +525,7 @@ def plot_bit(data: dict, path: Path) -> Path:
 
 def compose_bit(data: dict, image: str) -> str:
     s = _bit_series(data)
-    lines = [BIT_HEADING, "", f"- Machine: {data['machine']}", f"- Date: {data['date']}",
-             f"- Command: `{data['command']}`", "",
+    lines = [*_header(BIT_HEADING, data, [data["command"]]),
              f"{data['algo']} on mpe_spread with a learned 1-bit channel (`env.messages=2`: each agent says a "
              "token every step, heard by its teammates on the next), a checkpoint per chunk; every checkpoint is "
              f"measured by `jmarl rollout`'s analysis on {data['episodes']} greedy episodes per seed (the same starts "
@@ -629,8 +632,7 @@ def compose_trace(data: dict, image: str) -> str:
     any_v = next(iter(variants.values()))
     shared = {k: v for k, v in any_v["overrides"].items() if k not in ("fixed_teams", "fixed_policy",
                                                                           "total_timesteps")}
-    lines = [TRACE_HEADING, "", f"- Machine: {data['machine']}", f"- Date: {data['date']}",
-             f"- Command: `{data['command']}`", "",
+    lines = [*_header(TRACE_HEADING, data, [data["command"]]),
              f"Each variant trains {any_v['seeds']} seeds in one program ({', '.join(f'{k}={v}' for k, v in shared.items())}"
              "; the settings of the section above), keeping a checkpoint per chunk; every checkpoint is measured by "
              f"`jmarl rollout`'s analysis on {any_v['episodes']} greedy episodes per seed (the same starts at every "

@@ -20,6 +20,7 @@ import pytest
 
 import duel_env
 import jmarl
+from smax_cases import play_beside
 from jmarl.agents.opponents import with_fixed_teams
 from jmarl.envs.smax import SMAX, SMAXState
 from jmarl.envs.smax.env import mirror_actions
@@ -157,25 +158,11 @@ def test_scripted_enemy_plays_the_same_game_in_mirror_mode():
     fixed = with_fixed_teams(jmarl.make("smax", scenario="3m", enemy="learning", mirror=True, max_steps=40),
                              ["enemies"], "heuristic")
 
-    def episode(key):
-        k_reset, k_run = jax.random.split(key)
-        (ts_p, s_p), (ts_f, s_f) = plain.reset(k_reset), fixed.reset(k_reset)
-
-        def step(carry, k):
-            ts_p, s_p, ts_f, s_f = carry
-            k_act, k_step = jax.random.split(k)
-            allies = {"allies": jmarl.Discrete(8).sample(k_act, (3,), ts_p.avail_actions["allies"])}
-            ts_p, s_p = plain.step(jax.random.split(k_step)[0], s_p, allies)  # the wrapper's env key
-            ts_f, s_f = fixed.step(k_step, s_f, allies)
-            return (ts_p, s_p, ts_f, s_f), (ts_p.obs["allies"], ts_f.obs["allies"], s_p.last_action[3:],
-                                            s_f.env_state.last_action[3:], ts_p.done)
-
-        return jax.lax.scan(step, (ts_p, s_p, ts_f, s_f), jax.random.split(k_run, 40))[1]
-
-    obs_p, obs_f, enemy_p, enemy_f, done = jit(jax.vmap(episode))(jax.random.split(jax.random.key(5), 4))
-    np.testing.assert_array_equal(obs_p, obs_f)
-    np.testing.assert_array_equal(enemy_p, enemy_f)  # in the map's frame, as the env keeps them
-    assert done.any() and (np.asarray(enemy_p) >= NUM_MOVES).any()
+    got = play_beside(plain, fixed, jax.random.key(5), 40)
+    np.testing.assert_array_equal(got["obs_plain"], got["obs_fixed"])
+    # In the map's frame, as the env keeps them.
+    np.testing.assert_array_equal(got["enemy_plain"], got["enemy_fixed_state"])
+    assert got["done_plain"].any() and (np.asarray(got["enemy_plain"]) >= NUM_MOVES).any()
 
 
 def test_mirror_refuses_what_it_cannot_mirror():

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import jmarl
 from jmarl.agents.opponents import policy_opponent, with_fixed_teams
+from smax_cases import play_beside
 from jmarl.envs.smax import SCENARIOS, SMAX, Scenario, SMAXState, register_scenario, team
 from jmarl.envs.smax.heuristic import NUM_MOVES, STOP
 from jmarl.envs.smax.units import TABLE, UNIT_TYPES
@@ -368,30 +369,14 @@ def test_builtin_heuristic_equals_the_heuristic_opponent():
     fixed = with_fixed_teams(jmarl.make("smax", scenario="3m", enemy="learning"), ["enemies"], "heuristic")
     assert (plain.config.target_mode, plain.config.advance) == ("closest", "closest")
 
-    def episode(key):
-        k_reset, k_run = jax.random.split(key)
-        (ts_p, s_p), (ts_f, s_f) = plain.reset(k_reset), fixed.reset(k_reset)
-
-        def step(carry, k):
-            ts_p, s_p, ts_f, s_f = carry
-            k_act, k_step = jax.random.split(k)
-            allies = {"allies": random_actions(k_act, ts_p.avail_actions["allies"])}
-            ts_p, s_p = plain.step(jax.random.split(k_step)[0], s_p, allies)  # the wrapper's env key
-            ts_f, s_f = fixed.step(k_step, s_f, allies)
-            out = (ts_p.obs["allies"], ts_f.obs["allies"], ts_p.reward["allies"], ts_f.reward["allies"],
-                   s_p.last_action[3:], ts_f.info["fixed_actions"]["enemies"], ts_p.done, ts_f.done)
-            return (ts_p, s_p, ts_f, s_f), out
-
-        return jax.lax.scan(step, (ts_p, s_p, ts_f, s_f), jax.random.split(k_run, plain.max_steps))[1]
-
-    obs_p, obs_f, rew_p, rew_f, enemy_p, enemy_f, done_p, done_f = jit(jax.vmap(episode))(
-        jax.random.split(jax.random.key(0), 4))
-    np.testing.assert_array_equal(obs_p, obs_f)
-    np.testing.assert_array_equal(rew_p, rew_f)
-    np.testing.assert_array_equal(done_p, done_f)
-    np.testing.assert_array_equal(enemy_p, enemy_f)  # (a dead enemy's action is STOP on both sides)
-    assert done_p.any(1).all() and (np.asarray(rew_p) > 0).any()  # whole battles, with damage dealt
-    assert (np.asarray(enemy_p) >= NUM_MOVES).any()  # the enemies attacked: the cooldown noise mattered
+    got = play_beside(plain, fixed, jax.random.key(0), plain.max_steps)
+    np.testing.assert_array_equal(got["obs_plain"], got["obs_fixed"])
+    np.testing.assert_array_equal(got["reward_plain"], got["reward_fixed"])
+    np.testing.assert_array_equal(got["done_plain"], got["done_fixed"])
+    # (a dead enemy's action is STOP on both sides)
+    np.testing.assert_array_equal(got["enemy_plain"], got["enemy_fixed_chosen"])
+    assert got["done_plain"].any(1).all() and (got["reward_plain"] > 0).any()  # whole battles, with damage dealt
+    assert (got["enemy_plain"] >= NUM_MOVES).any()  # the enemies attacked: the cooldown noise mattered
 
 
 def test_autoreset_keeps_final_observation():
