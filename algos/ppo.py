@@ -33,8 +33,8 @@ from flax import struct
 
 from jmarl.core.config import ConfigError
 from jmarl.core.env import Environment, TimeStep
-from jmarl.agents.networks import (PolicyNet, ValueNet, apply_per_agent, clipped_adam, descend, flatten_obs,
-                                   sequential_under_vmap, with_agent_ids)
+from jmarl.agents.networks import (PolicyNet, ValueNet, apply_per_agent, chunked_grad, clipped_adam, descend,
+                                   flatten_obs, grad_chunks, sequential_under_vmap, with_agent_ids)
 from jmarl.agents import league
 from jmarl.agents.opponents import FIXED_POLICIES, make_opponent, with_fixed_teams
 from jmarl.agents.rollout import chunked_run, episode_metrics, evaluate_episodes, minibatches, step_stats
@@ -57,6 +57,10 @@ class PPOConfig(RunConfig):
     total_timesteps: int = 1_000_000
     num_epochs: int = 4
     num_minibatches: int = 4
+    # Feed-forward: rows (samples x agents) per gradient pass. A larger minibatch's gradient is the mean over
+    # equal slices of it (``chunked_grad``: the same gradient, computed in cache-sized passes); 0: the whole
+    # minibatch at once. Recurrent minibatches (whole sequences through a scanned GRU) are never sliced.
+    grad_rows: int = 512
     hidden_dim: int = 64
     num_layers: int = 2
     activation: Literal["tanh", "relu"] = "tanh"
@@ -105,6 +109,9 @@ def validate(config: PPOConfig, env: Environment) -> None:
 
     config.check_schedule(config.algo)
     check_positive(config, ("num_epochs", "num_minibatches", "hidden_dim", "num_layers"), config.algo)
+    if config.grad_rows < 0:
+        raise ConfigError(f"grad_rows={config.grad_rows}: rows per gradient pass must be >= 0 (0: the whole "
+                          "minibatch at once)")
     sides = [t for t in env.teams if t not in config.fixed_teams]
     league.check_schedule(config.algo, config.schedule, config.schedule_interval, config.pool_size,
                           config.pool_groups, config.pool_sampling, sides, env.name, config.num_envs,
@@ -378,7 +385,10 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
         return tr.obs if tr.critic_in is None else tr.critic_in
 
     # --- update network -------------------------------------------------------------------------------
-    def team_loss(params, team, h0: TeamHidden, tr: Transition, adv, targets, hp: PPOHparams):
+    def team_loss(params, team, h0: TeamHidden, data: tuple[Transition, jax.Array, jax.Array], hp: PPOHparams):
+        """The clipped-PPO loss of one team's minibatch ``data = (tr, adv, targets)`` (leaves [T, B, N, ...];
+        advantages already normalised over the whole minibatch): every term a mean over samples."""
+        tr, adv, targets = data
         _, out = apply_per_agent(actors[team], params["actor"], h0.actor, tr.obs, tr.starts, config.shared_params)
         log_prob, entropy = log_prob_entropy(team, out, tr.avail, tr.action)
         _, value = apply_per_agent(critic, params["critic"], h0.critic, critic_data(tr), tr.starts,
@@ -386,9 +396,7 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
         # Clipped value loss.
         value_clipped = tr.value + jnp.clip(value - tr.value, -hp.clip_eps, hp.clip_eps)
         value_loss = 0.5 * jnp.maximum(jnp.square(value - targets), jnp.square(value_clipped - targets)).mean()
-        # Clipped surrogate objective on normalised advantages.
-        if config.normalize_advantages:
-            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        # Clipped surrogate objective.
         ratio = jnp.exp(log_prob - tr.log_prob)
         policy_loss = -jnp.minimum(ratio * adv, jnp.clip(ratio, 1 - hp.clip_eps, 1 + hp.clip_eps) * adv).mean()
         entropy = entropy.mean()
@@ -470,8 +478,13 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
             for s, team in enumerate(owners):  # the learners, one per parameter set (alternating: no sharing)
                 tr, (adv, targets) = batch[team]
 
-                def step(p, o, team=team, tr=tr, adv=adv, targets=targets):
-                    grads, st = jax.grad(team_loss, has_aux=True)(p, team, h0[team], tr, adv, targets, hp)
+                if config.normalize_advantages:  # over the whole minibatch, before any slicing
+                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                T_mb, B_mb = adv.shape[:2]
+                chunks = 1 if config.recurrent else grad_chunks(B_mb, T_mb * adv.shape[2], config.grad_rows)
+
+                def step(p, o, team=team, data=(tr, adv, targets)):
+                    grads, st = chunked_grad(lambda p, h, d: team_loss(p, team, h, d, hp), p, h0[team], data, chunks)
                     return (*descend(tx, lr, p, o, grads), st)
 
                 if learns is None:

@@ -1,12 +1,13 @@
 """The faster paths of PPO's training compute the same math as the plain ones they replace: the dense layer's own
-backward pass, the feed-forward critic's values over a whole rollout at once, the single-sort permutation."""
+backward pass, the feed-forward critic's values over a whole rollout at once, the single-sort permutation, the
+minibatch gradient accumulated over slices."""
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax.linen.initializers import constant, orthogonal
 
-from jmarl.agents.networks import Dense, ValueNet, apply_per_agent
+from jmarl.agents.networks import Dense, ValueNet, apply_per_agent, chunked_grad, grad_chunks
 from jmarl.agents.rollout import permutation
 from jmarl.algos.ppo import rollout_values
 
@@ -74,3 +75,41 @@ def test_permutation_is_a_random_permutation():
     for perm in np.asarray(draws):
         counts[np.arange(4), perm] += 1
     assert counts.min() > 420 and counts.max() < 580
+
+
+def test_chunked_grad_equals_the_whole_minibatch_gradient():
+    """A per-sample-mean loss over data [T, B, ...] with initial state [B, ...]: the mean of the slices' gradients and
+    statistics is the whole batch's (float summation order aside)."""
+    T, B, D = 2, 12, 5
+    mlp = _MLP(Dense)
+    k_x, k_y, k_h, k_p = jax.random.split(jax.random.PRNGKey(3), 4)
+    data = (jax.random.normal(k_x, (T, B, D)), jax.random.normal(k_y, (T, B, 3)))
+    h0 = jax.random.normal(k_h, (B, 3))
+    params = mlp.init(k_p, data[0])
+
+    def loss(p, h, d):  # every term a mean over samples; h enters per sample as a recurrent state would
+        x, y = d
+        err = jnp.square(mlp.apply(p, x) + h[None] - y)
+        return err.mean(), {"err": err.mean(), "max": err.max()}
+
+    whole, whole_stats = jax.grad(loss, has_aux=True)(params, h0, data)
+    for chunks in (1, 2, 3, 4, 12):
+        grads, stats = jax.jit(chunked_grad, static_argnums=(0, 4))(loss, params, h0, data, chunks)
+        for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(whole)):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(stats["err"], whole_stats["err"], rtol=1e-6)
+    # A statistic that is not a per-sample mean is averaged over slices, not recomputed: why the docstring asks
+    # for per-sample means (PPO normalises advantages over the minibatch before slicing).
+    assert not np.isclose(float(chunked_grad(loss, params, h0, data, 4)[1]["max"]), float(whole_stats["max"]))
+
+
+def test_grad_chunks_keeps_slices_within_the_row_budget():
+    assert grad_chunks(512, 3, 512) == 4  # 1536 rows -> 4 slices of 384
+    assert grad_chunks(6400, 3, 512) == 40  # 19200 rows -> 40 slices of 480
+    assert grad_chunks(100, 3, 512) == 1  # fits already
+    assert grad_chunks(512, 3, 0) == 1  # 0: never sliced
+    assert grad_chunks(509, 3, 512) == 1  # prime: slices of 3 rows would cost more than they save
+    for batch, rows, budget in ((2048, 5, 512), (96, 7, 100), (1000, 1, 64)):
+        c = grad_chunks(batch, rows, budget)
+        assert batch % c == 0 and batch // c * rows <= budget  # within budget, and the fewest such slices:
+        assert all(batch % d or batch // d * rows > budget for d in range(1, c))

@@ -262,6 +262,42 @@ def clipped_adam(max_grad_norm: jax.Array, eps: float = 1e-5):
     return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.scale_by_adam(eps=eps))
 
 
+def chunked_grad(loss_fn: Callable, params, h0, data, num_chunks: int):
+    """``jax.grad(loss_fn, has_aux=True)(params, h0, data)`` for a loss that is a mean over the batch axis (axis 1
+    of every ``data`` leaf [T, B, ...], axis 0 of every ``h0`` leaf [B, ...]), computed as the mean of the
+    gradients (and statistics) of ``num_chunks`` equal slices of that axis, accumulated in a scan. Same math
+    (exactly so for a loss whose every term is a per-sample mean; anything normalised over the batch must be
+    computed before); smaller passes: XLA:CPU computes the gradient of a 2x64 MLP on a few hundred rows faster per
+    row than on thousands, whose activations spill the caches. Returns (grads, stats)."""
+    grad = jax.grad(loss_fn, has_aux=True)
+    if num_chunks == 1:
+        return grad(params, h0, data)
+    B = jax.tree.leaves(data)[0].shape[1]
+    split = lambda x, axis: jnp.moveaxis(x.reshape(x.shape[:axis] + (num_chunks, B // num_chunks) + x.shape[axis + 1:]),
+                                         axis, 0)
+    chunks = (jax.tree.map(lambda h: split(h, 0), h0), jax.tree.map(lambda x: split(x, 1), data))
+
+    def accumulate(total, chunk):
+        g = grad(params, *chunk)
+        return jax.tree.map(jnp.add, total, g), None
+
+    zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype),
+                         jax.eval_shape(grad, params, *jax.tree.map(lambda x: x[0], chunks)))
+    total, _ = jax.lax.scan(accumulate, zeros, chunks)
+    return jax.tree.map(lambda x: x / num_chunks, total)
+
+
+def grad_chunks(batch: int, rows_per_item: int, max_rows: int) -> int:
+    """How many equal slices of a batch axis of ``batch`` items (``rows_per_item`` network rows each, e.g. agents)
+    ``chunked_grad`` takes: the fewest that keep every slice at most ``max_rows`` rows. 1 (no slicing) with
+    ``max_rows`` 0, when the batch already fits, or when no divisor of ``batch`` leaves slices of at least a
+    quarter of ``max_rows`` (e.g. a prime batch: slivers would cost more than they save)."""
+    if max_rows <= 0 or batch * rows_per_item <= max_rows:
+        return 1
+    c = next((c for c in range(2, batch + 1) if batch % c == 0 and batch // c * rows_per_item <= max_rows), batch)
+    return c if batch // c * rows_per_item * 4 >= max_rows else 1
+
+
 def descend(tx, lr: jax.Array, params, opt_state, grads):
     """One step of ``tx`` (e.g. ``clipped_adam``) scaled by ``lr``: returns (params, opt_state)."""
     updates, opt_state = tx.update(grads, opt_state, params)
