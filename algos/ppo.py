@@ -57,10 +57,11 @@ class PPOConfig(RunConfig):
     total_timesteps: int = 1_000_000
     num_epochs: int = 4
     num_minibatches: int = 4
-    # Feed-forward: rows (samples x agents) per gradient pass. A larger minibatch's gradient is the mean over
-    # equal slices of it (``chunked_grad``: the same gradient, computed in cache-sized passes); 0: the whole
-    # minibatch at once. Recurrent minibatches (whole sequences through a scanned GRU) are never sliced.
-    grad_rows: int = 512
+    # Feed-forward: rows (samples x agents) per network pass over a large batch, sized for a CPU's caches: a
+    # minibatch's gradient is the mean over equal slices of it (``chunked_grad``, the same gradient) and the
+    # critic values a rollout in slices (``rollout_values``); 0: each in one pass. Recurrent minibatches (whole
+    # sequences through a scanned GRU) are never sliced.
+    chunk_rows: int = 512
     hidden_dim: int = 64
     num_layers: int = 2
     activation: Literal["tanh", "relu"] = "tanh"
@@ -109,9 +110,9 @@ def validate(config: PPOConfig, env: Environment) -> None:
 
     config.check_schedule(config.algo)
     check_positive(config, ("num_epochs", "num_minibatches", "hidden_dim", "num_layers"), config.algo)
-    if config.grad_rows < 0:
-        raise ConfigError(f"grad_rows={config.grad_rows}: rows per gradient pass must be >= 0 (0: the whole "
-                          "minibatch at once)")
+    if config.chunk_rows < 0:
+        raise ConfigError(f"chunk_rows={config.chunk_rows}: rows per network pass must be >= 0 (0: a whole "
+                          "batch in one pass)")
     sides = [t for t in env.teams if t not in config.fixed_teams]
     league.check_schedule(config.algo, config.schedule, config.schedule_interval, config.pool_size,
                           config.pool_groups, config.pool_sampling, sides, env.name, config.num_envs,
@@ -458,7 +459,7 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
         if not config.recurrent:  # a feed-forward critic values the whole rollout after it
             for t in learners:
                 value, next_value = rollout_values(critic, runner.params[owner[t]]["critic"], critic_data(traj[t]),
-                                                   finals[t], config.shared_params)
+                                                   finals[t], config.shared_params, config.chunk_rows)
                 traj[t] = traj[t]._replace(value=value, next_value=next_value)
         # One batch per parameter set: with share_teams its members' envs side by side (traj [T, B, ...], h0 [B, ...]).
         traj, h0 = ({o: join_envs([tree[t] for t in group], axis) for o, group in members.items()}
@@ -481,7 +482,7 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
                 if config.normalize_advantages:  # over the whole minibatch, before any slicing
                     adv = (adv - adv.mean()) / (adv.std() + 1e-8)
                 T_mb, B_mb = adv.shape[:2]
-                chunks = 1 if config.recurrent else grad_chunks(B_mb, T_mb * adv.shape[2], config.grad_rows)
+                chunks = 1 if config.recurrent else grad_chunks(B_mb, T_mb * adv.shape[2], config.chunk_rows)
 
                 def step(p, o, team=team, data=(tr, adv, targets)):
                     grads, st = chunked_grad(lambda p, h, d: team_loss(p, team, h, d, hp), p, h0[team], data, chunks)
@@ -564,12 +565,11 @@ def gae(tr: Transition, gamma: jax.Array, gae_lambda: jax.Array) -> tuple[jax.Ar
 
 
 def rollout_values(critic: ValueNet, params, critic_in: jax.Array, final_in: jax.Array,
-                   shared: bool) -> tuple[jax.Array, jax.Array]:
+                   shared: bool, chunk_rows: int = 512) -> tuple[jax.Array, jax.Array]:
     """A feed-forward critic's V(observation) and V(final observation) over a whole rollout: ``critic_in`` and
-    ``final_in`` f32[T, B, N, D] -> f32[T, B, N] each. Computed after the rollout in chunks of about
-    ``VALUE_CHUNK_ROWS`` rows rather than two small passes inside every step of it: on a CPU the per-step loop pays
-    per operation, and one pass over all 2T x B x N rows (1.5e5 at 1024 envs x 25 steps) spills the caches
-    (measured 2.5x slower than in chunks)."""
+    ``final_in`` f32[T, B, N, D] -> f32[T, B, N] each. Computed after the rollout in slices of about ``chunk_rows``
+    rows (0: one pass) rather than two small passes inside every step of it: on a CPU the per-step loop pays per
+    operation, and one pass over all 2T x B x N rows (1.5e5 at 1024 envs x 25 steps) spills the caches."""
     T, B, N = critic_in.shape[:3]
     x = jnp.concatenate([critic_in, final_in])  # f32[2T, B, N, D]
 
@@ -577,11 +577,8 @@ def rollout_values(critic: ValueNet, params, critic_in: jax.Array, final_in: jax
         return apply_per_agent(critic, params, jnp.zeros((B, N, 1)), x_t[None], jnp.zeros((1, B, N), bool),
                                shared)[1][0]
 
-    v = jax.lax.map(step_values, x, batch_size=max(1, VALUE_CHUNK_ROWS // (B * N)))  # f32[2T, B, N]
+    v = jax.lax.map(step_values, x, batch_size=max(1, (chunk_rows or 2 * T * B * N) // (B * N)))  # f32[2T, B, N]
     return v[:T], v[T:]
-
-
-VALUE_CHUNK_ROWS = 4096  # rows per chunk of rollout_values
 
 
 def join_envs(trees: list, axis: int):

@@ -53,7 +53,7 @@ def assert_one_line_error(rc: int, err: str, *fragments: str) -> None:
     ("num_minibatches=0", "num_minibatches=0 must be at least 1"),
     ("eval_episodes=0", "eval_episodes=0 must be at least 1"),
     ("hidden_dim=0", "hidden_dim=0 must be at least 1"),
-    ("grad_rows=-1", "grad_rows=-1: rows per gradient pass must be >= 0"),
+    ("chunk_rows=-1", "chunk_rows=-1: rows per network pass must be >= 0"),
     ("total_timesteps=16", "valid: total_timesteps >= 32"),
     ("lr=nan", "lr=nan is out of range; valid: lr in (0, inf)"),
     ("lr=inf", "lr=inf is out of range"),

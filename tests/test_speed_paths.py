@@ -53,14 +53,16 @@ def test_rollout_values_equal_per_step_values():
     for shared in (True, False):
         init = lambda k: critic.init(k, h, jnp.zeros((1, 1, D)), starts)  # noqa: E731
         params = jax.jit(init if shared else lambda k: jax.vmap(init)(jax.random.split(k, N)))(k_init)
-        value, next_value = jax.jit(rollout_values, static_argnums=(0, 4))(critic, params, cin, final_in, shared)
-        assert value.shape == next_value.shape == (T, B, N)
         # The critic step by step, as inside the rollout's loop: one [B, N] step at a time.
         step = jax.jit(jax.vmap(lambda x: apply_per_agent(critic, params, jnp.zeros((B, N, 1)), x[None],
                                                           jnp.zeros((1, B, N), bool), shared)[1][0]))
-        np.testing.assert_allclose(value, step(cin), rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(next_value, step(final_in), rtol=1e-5, atol=1e-6)
-        assert not np.allclose(value, next_value)  # the two halves are not the same inputs
+        for chunk_rows in (0, B * N, 4 * B * N, 512):  # one pass; a step per slice; 4 (2T = 10: a remainder); all
+            value, next_value = jax.jit(rollout_values, static_argnums=(0, 4, 5))(critic, params, cin, final_in,
+                                                                                  shared, chunk_rows)
+            assert value.shape == next_value.shape == (T, B, N)
+            np.testing.assert_allclose(value, step(cin), rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(next_value, step(final_in), rtol=1e-5, atol=1e-6)
+            assert not np.allclose(value, next_value)  # the two halves are not the same inputs
 
 
 def test_permutation_is_a_random_permutation():
