@@ -314,12 +314,14 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
         join = lambda a, b: (lambda x: x if order is None else x[order])(jnp.concatenate([a, flat(b)]))
         return join(h_mine, h_theirs), jax.tree.map(join, out_mine, out_theirs)
 
-    def policy(params, hidden, timestep: TimeStep, starts, key, greedy: bool, snapshots: dict | None = None):
+    def policy(params, hidden, timestep: TimeStep, starts, key, greedy: bool, snapshots: dict | None = None,
+               noise: dict | None = None):
         """Actions of every (learning) team for a batch of envs [B] from its policy; with
         ``snapshots`` ({team: actor params [G, ...]}; schedule="pool", B = E), a team's snapshots act in the envs
-        where it is the opponent. Returns (hidden, {team: actions [B, N, ...] as the env takes them (Box actions
-        clipped)}, {team: (action as sampled, its log-probability f32[B, N])})."""
-        keys = jax.random.split(key, len(teams))
+        where it is the opponent; with ``noise`` ({team: f32[B, N, A]}, ``sampling_noise``) it samples with that
+        noise instead of drawing from ``key``. Returns (hidden, {team: actions [B, N, ...] as the env takes them
+        (Box actions clipped)}, {team: (action as sampled, its log-probability f32[B, N])})."""
+        keys = jax.random.split(key, len(teams)) if noise is None else [None] * len(teams)
         actions, hidden, extras = {}, dict(hidden), {}
         for team, k in zip(teams, keys):
             avail = timestep.avail_actions[team]
@@ -328,12 +330,33 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
             else:
                 h, out = league_out(team, params[owner[team]]["actor"], snapshots[team], hidden[team].actor,
                                     timestep.obs[team], starts)
-            dist = distribution(team, out, avail)
-            action = dist.mode() if greedy else dist.sample(seed=k)
             hidden[team] = hidden[team]._replace(actor=h)
+            if noise is not None:
+                action = noisy_sample(team, out, avail, noise[team])
+                extras[team] = (action, log_prob_entropy(team, out, avail, action)[0])
+            else:
+                dist = distribution(team, out, avail)
+                action = dist.mode() if greedy else dist.sample(seed=k)
+                extras[team] = (action, dist.log_prob(action))
             actions[team] = to_env_action(team, action)
-            extras[team] = (action, dist.log_prob(action))
         return hidden, actions, extras
+
+    def sampling_noise(key: jax.Array, shape: tuple[int, ...]) -> dict:
+        """Noise for sampling every team's actions at ``shape`` leading axes (e.g. [T, E], a whole rollout) in one
+        draw: {team: f32[*shape, N, A]}, Gumbel for a categorical policy, standard normal for a Gaussian one. A
+        rollout draws it before its step loop: on a CPU a threefry call inside the loop is a loop of 5 rounds per
+        step, and distrax's sampler adds a softmax per step."""
+        draw = {True: jax.random.normal, False: jax.random.gumbel}
+        return {t: draw[isinstance(teams[t].action_space, Box)](k, shape + (teams[t].num_agents, teams[t].num_actions))
+                for t, k in zip(teams, jax.random.split(key, len(teams)))}
+
+    def noisy_sample(team: str, out, avail, noise: jax.Array) -> jax.Array:
+        """A sample of ``distribution(team, out, avail)`` made with ``noise`` (``sampling_noise``): the Gumbel-max
+        argmax over the available actions' logits (jax.random.categorical's method), or mean + std x noise."""
+        if isinstance(teams[team].action_space, Box):
+            mean, log_std = out
+            return mean + jnp.exp(log_std) * noise
+        return gumbel_max(out, avail, noise)
 
     def values(params, team, hidden, cin, starts):
         """V for one step: critic hidden [B, N, H], cin [B, N, D], starts bool[B, N] -> (hidden, f32[B, N])."""
@@ -348,11 +371,12 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
 
     # --- collect trajectories --------------------------------------------------------------------------
     def env_step(runner: RunnerState, keys, snapshots=None):
-        """One step of every env; ``keys`` = (k_act, k_envs [E]), drawn for all the rollout's steps before it (on a
+        """One step of every env; ``keys`` = (action noise, k_envs [E]), drawn for all the rollout's steps before it (on a
         CPU a threefry call is a loop of 5 rounds, costly inside the per-step loop)."""
         params, ts, starts = runner.params, runner.timestep, runner.starts
-        k_act, k_envs = keys
-        hidden, actions, extras = policy(params, runner.hidden, ts, starts, k_act, greedy=False, snapshots=snapshots)
+        noise, k_envs = keys
+        hidden, actions, extras = policy(params, runner.hidden, ts, starts, None, greedy=False, snapshots=snapshots,
+                                         noise=noise)
         next_ts, env_state = jax.vmap(env.step)(k_envs, runner.env_state, actions)
         done = next_ts.done
         transitions, finals = {}, {}
@@ -453,7 +477,7 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
             runner, snapshots = draw_opponents(runner)
         h0 = {t: learning(t, runner.hidden[t]) for t in learners}
         key, k_act, k_env = jax.random.split(runner.key, 3)
-        step_keys = (jax.random.split(k_act, T), jax.random.split(k_env, (T, E)))
+        step_keys = (sampling_noise(k_act, (T, E)), jax.random.split(k_env, (T, E)))
         runner, (traj, finals, stats) = jax.lax.scan(lambda r, x: env_step(r, x, snapshots), runner._replace(key=key),
                                                      step_keys)
         if not config.recurrent:  # a feed-forward critic values the whole rollout after it
@@ -544,6 +568,12 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
     run_chunk, train = chunked_run(init, update, evaluate_chunk, config)
 
     return Trainer(config, env, init, run_chunk, train, evaluate, policy)
+
+
+def gumbel_max(logits: jax.Array, avail: jax.Array, gumbel: jax.Array) -> jax.Array:
+    """A categorical sample over the available actions from pre-drawn Gumbel noise: logits f32[..., A], avail
+    bool[..., A], gumbel f32[..., A] -> i32[...]; argmax(logits + gumbel) is distributed as softmax(logits)."""
+    return jnp.argmax(jnp.where(avail, logits, -1e9) + gumbel, axis=-1)
 
 
 def gae(tr: Transition, gamma: jax.Array, gae_lambda: jax.Array) -> tuple[jax.Array, jax.Array]:

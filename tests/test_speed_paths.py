@@ -1,6 +1,6 @@
 """The faster paths of PPO's training compute the same math as the plain ones they replace: the dense layer's own
 backward pass, the feed-forward critic's values over a whole rollout at once, the single-sort permutation, the
-minibatch gradient accumulated over slices."""
+minibatch gradient accumulated over slices, actions sampled with noise drawn before the rollout."""
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -9,7 +9,7 @@ from flax.linen.initializers import constant, orthogonal
 
 from jmarl.agents.networks import Dense, ValueNet, apply_per_agent, chunked_grad, grad_chunks
 from jmarl.agents.rollout import permutation
-from jmarl.algos.ppo import rollout_values
+from jmarl.algos.ppo import gumbel_max, rollout_values
 
 
 class _MLP(nn.Module):
@@ -115,3 +115,17 @@ def test_grad_chunks_keeps_slices_within_the_row_budget():
         c = grad_chunks(batch, rows, budget)
         assert batch % c == 0 and batch // c * rows <= budget  # within budget, and the fewest such slices:
         assert all(batch % d or batch // d * rows > budget for d in range(1, c))
+
+
+def test_gumbel_max_samples_the_masked_softmax():
+    """PPO's rollout samples actions with Gumbel noise drawn for all its steps at once: the frequencies are the
+    policy's probabilities over the available actions, and a masked action is never drawn."""
+    logits = jnp.array([1.0, 0.0, -1.0, 2.0, 0.5])
+    avail = jnp.array([True, True, True, False, True])
+    n = 200_000
+    noise = jax.random.gumbel(jax.random.PRNGKey(0), (n, 5))
+    actions = jax.jit(gumbel_max)(jnp.broadcast_to(logits, (n, 5)), jnp.broadcast_to(avail, (n, 5)), noise)
+    freq = np.bincount(np.asarray(actions), minlength=5) / n
+    probs = np.asarray(jax.nn.softmax(jnp.where(avail, logits, -1e9)))
+    assert freq[3] == 0.0
+    np.testing.assert_allclose(freq, probs, atol=4 * np.sqrt(0.25 / n))  # 4 standard errors at most
