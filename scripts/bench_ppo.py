@@ -295,17 +295,19 @@ and, for jmarl, the final evaluation):
 
 SPEED_NOTES = """Both programs spend most of their time in the epochs: per update 16 minibatch gradient steps of the
 same two 2x64 MLPs on the same samples, the same arithmetic on both sides. jmarl's epochs are the faster ones because
-its dense layers (`dense` in `jmarl/agents/networks.py`) compute the weight gradient with the activations laid out
-transposed first (XLA:CPU runs that dot about twice as fast as the transposed-operand dot autodiff emits), its
-categorical log-probability and entropy share one log-softmax, and its shuffle is one sort of single u32 keys
-(`permutation` in `jmarl/agents/rollout.py`, 4-8x faster than `jax.random.permutation`'s sort of pairs). In the rest,
-jmarl's environment is 3.6-4x faster (Environment throughput below); its rollout draws the random keys of all steps
-before the step loop (a threefry call on XLA:CPU is a loop of 5 rounds) and runs the critic after it, in chunks of
-about 4096 rows. JaxMARL's per-update host callback costs little (compare the callback-free column). What remains for
-a higher ratio is the gradient arithmetic itself, the same on both sides. At 1024 x 25 a minibatch holds 19,200
-samples whose activations (4.9 MB per layer) spill the caches: its gradient in chunks of a few thousand rows
-(accumulated) would be the next step there; jmarl also computes V(final observation) at every step, where JaxMARL
-computes no bootstrap value at truncation."""
+it computes a minibatch's gradient in slices of at most 512 rows (`chunk_rows` in `algos/ppo.py`, `chunked_grad` in
+`jmarl/agents/networks.py`: the mean of the slices' gradients, the same gradient), which XLA:CPU computes faster per
+row than one pass over 1,536 rows (19,200 at 1024 x 25) whose activations spill the caches; its dense layers
+(`dense`) compute the weight gradient with the activations laid out transposed first (XLA:CPU runs that dot about
+twice as fast as the transposed-operand dot autodiff emits); its categorical log-probability and entropy share one
+log-softmax; and its shuffle is one sort of single u32 keys (`permutation` in `jmarl/agents/rollout.py`, 4-8x faster
+than `jax.random.permutation`'s sort of pairs). In the rest, jmarl's environment is 3.6-4x faster (Environment
+throughput below); its rollout draws the env keys of all steps and the noise of all its action samples before the
+step loop (a threefry call on XLA:CPU is a loop of 5 rounds; actions are Gumbel-max samples) and runs the critic
+after it, in slices of 512 rows. JaxMARL's per-update host callback costs little (compare the callback-free column).
+What remains at 16 x 128 is the rollout's loop of 128 steps over 16 envs, where each operation costs about as much
+to launch as to run, and the gradient arithmetic itself; jmarl also computes V(final observation) at every step,
+where JaxMARL computes no bootstrap value at truncation."""
 
 
 def main(argv=None):
