@@ -149,9 +149,9 @@ class Checked(Wrapper):
 def check_builds_steps_and_trains(name: str) -> None:
     """``jaxmarl:NAME`` constructs (teams and spaces consistent with the JaxMARL env's agents, shapes as
     declared, the objective of ``OBJECTIVES``), plays whole episodes as ``Checked`` requires, and trains: two
-    IPPO updates whose losses are finite and whose second epoch sees a policy moved by the first (a KL above
-    0) for every learning team, reporting a summed ``train/return`` only where the objective is that sum.
-    An env whose optional package is missing is refused naming the package, and the test skipped saying so."""
+    IPPO updates whose losses are finite and that move every learning team's policy, reporting a summed
+    ``train/return`` only where the objective is that sum. An env whose optional package is missing is refused
+    naming the package, and the test skipped saying so."""
     if (package := missing_dependency(name)) is not None:
         with pytest.raises(ValueError, match=package):
             jmarl.make(f"jaxmarl:{name}")
@@ -189,11 +189,17 @@ def check_builds_steps_and_trains(name: str) -> None:
     assert metrics["eval/finished"][0] == 1.0 and 1 <= metrics["eval/length"][0] <= T  # both ended in time
     for k in CHECKS:
         assert (metrics[f"train/metric/{k}"] == 0).all() and metrics[f"eval/metric/{k}"][0] == 0, (k, metrics)
-    # Training: finite losses, and every learning team's policy moved (its second epoch's KL above 0).
+    # Training: finite losses, and every learning team's policy moved: its actor's parameters differ from the
+    # ones the run started from (a KL can round to 0 in f32 when a huge value loss takes the clipped gradient's
+    # norm, e.g. crypto's eve, whose returns are about -6e5).
     losses = {k: v for k, v in metrics.items() if k.startswith("loss/")}
     assert losses and all(np.isfinite(v).all() for v in losses.values()), losses
-    kls = [v for k, v in losses.items() if k.endswith("/approx_kl")]
-    assert len(kls) == len(env.teams) and all(np.abs(kl).max() > 0 for kl in kls), kls
+    assert len([k for k in losses if k.endswith("/approx_kl")]) == len(env.teams)
+    start = jax.jit(trainer.init)(jax.random.PRNGKey(0), PPOHparams()).params
+    for t in env.teams:
+        moved = jax.tree.map(lambda a, b: bool((np.asarray(a) != np.asarray(b)).any()), runner.params[t]["actor"],
+                             start[t]["actor"])
+        assert any(jax.tree.leaves(moved)), f"{t}'s policy did not move"
     # Opposing teams are never summed; the objective's number is reported.
     assert ("train/return" in metrics) == (len(env.teams) == 1 or objective == "return")
     assert f"eval/{objective}" in metrics
