@@ -371,8 +371,8 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
 
     # --- collect trajectories --------------------------------------------------------------------------
     def env_step(runner: RunnerState, keys, snapshots=None):
-        """One step of every env; ``keys`` = (action noise, k_envs [E]), drawn for all the rollout's steps before it (on a
-        CPU a threefry call is a loop of 5 rounds, costly inside the per-step loop)."""
+        """One step of every env; ``keys`` = (action noise, k_envs [E]), drawn for all the rollout's steps before it
+        (on a CPU a threefry call is a loop of 5 rounds, costly inside the per-step loop)."""
         params, ts, starts = runner.params, runner.timestep, runner.starts
         noise, k_envs = keys
         hidden, actions, extras = policy(params, runner.hidden, ts, starts, None, greedy=False, snapshots=snapshots,
