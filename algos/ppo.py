@@ -318,12 +318,15 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
                noise: dict | None = None):
         """Actions of every (learning) team for a batch of envs [B] from its policy; with
         ``snapshots`` ({team: actor params [G, ...]}; schedule="pool", B = E), a team's snapshots act in the envs
-        where it is the opponent; with ``noise`` ({team: f32[B, N, A]}, ``sampling_noise``) it samples with that
-        noise instead of drawing from ``key``. Returns (hidden, {team: actions [B, N, ...] as the env takes them
-        (Box actions clipped)}, {team: (action as sampled, its log-probability f32[B, N])})."""
-        keys = jax.random.split(key, len(teams)) if noise is None else [None] * len(teams)
+        where it is the opponent. Sampling uses ``noise`` ({team: f32[B, N, A]}, ``sampling_noise``; a rollout draws
+        all of its steps' before its loop), else noise drawn from ``key``; ``greedy`` takes the mode (zero noise).
+        Returns (hidden, {team: actions [B, N, ...] as the env takes them (Box actions clipped)},
+        {team: (action as sampled, its log-probability f32[B, N])})."""
+        if greedy or noise is None:
+            noise = sampling_noise(key, starts.shape[:1])
+            noise = jax.tree.map(jnp.zeros_like, noise) if greedy else noise
         actions, hidden, extras = {}, dict(hidden), {}
-        for team, k in zip(teams, keys):
+        for team in teams:
             avail = timestep.avail_actions[team]
             if snapshots is None:
                 h, out = actor_out(team, params[owner[team]]["actor"], hidden[team].actor, timestep.obs[team], starts)
@@ -331,13 +334,8 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
                 h, out = league_out(team, params[owner[team]]["actor"], snapshots[team], hidden[team].actor,
                                     timestep.obs[team], starts)
             hidden[team] = hidden[team]._replace(actor=h)
-            if noise is not None:
-                action = noisy_sample(team, out, avail, noise[team])
-                extras[team] = (action, log_prob_entropy(team, out, avail, action)[0])
-            else:
-                dist = distribution(team, out, avail)
-                action = dist.mode() if greedy else dist.sample(seed=k)
-                extras[team] = (action, dist.log_prob(action))
+            action = noisy_sample(team, out, avail, noise[team])
+            extras[team] = (action, log_prob_entropy(team, out, avail, action)[0])
             actions[team] = to_env_action(team, action)
         return hidden, actions, extras
 
