@@ -21,10 +21,12 @@ import importlib.util
 import json
 import os
 import sys
+import textwrap
 import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import jax.experimental
 import numpy as np
 
@@ -222,6 +224,48 @@ def _timed(runners: dict, repeats: int) -> tuple[dict, dict]:
     return ({k: float(np.median(v)) for k, v in wall.items()}, {k: float(np.median(v)) for k, v in cpu.items()})
 
 
+def _gradient_floor(cfg: dict, obs_dim: int = 18, num_actions: int = 5, num_agents: int = 3,
+                    repeats: int = 5) -> float:
+    """CPU ms of one epoch's gradient arithmetic alone: the minibatch gradients of jmarl's 2x64 policy and value MLPs
+    (its ``PolicyNet`` / ``ValueNet``, ``dense`` layers, slices of ``chunk_rows`` as in training) on the update's
+    samples, each followed by a plain SGD step; no PPO ratio or clipping, no shuffle, no Adam, no rollout. What an
+    epoch cannot go below with these networks on XLA:CPU: a lower bound for both programs' epochs."""
+    from jmarl.agents.networks import PolicyNet, ValueNet, chunked_grad, grad_chunks
+
+    net = dict(hidden_dim=cfg["hidden_dim"], num_layers=cfg["num_layers"], activation=cfg["activation"])
+    pi, vf = PolicyNet(num_actions, **net), ValueNet(**net)
+    rows = cfg["num_envs"] * cfg["num_steps"] // cfg["num_minibatches"]  # samples per minibatch, per agent
+    key = jax.random.PRNGKey(0)
+    x = jax.random.normal(key, (cfg["num_minibatches"], 1, rows, num_agents, obs_dim))
+    act = jax.random.randint(key, x.shape[:-1], 0, num_actions)
+    starts = np.zeros(x.shape[1:-1], bool)
+    params = (pi.init(key, None, x[0], starts), vf.init(key, None, x[0], starts))
+    chunks = grad_chunks(rows, num_agents, PPOConfig.chunk_rows)
+
+    def loss(params, h0, data):
+        obs, a = data
+        logits = pi.apply(params[0], None, obs, starts[:, : obs.shape[1]])[1]
+        logp = jnp.take_along_axis(jax.nn.log_softmax(logits), a[..., None], -1)[..., 0]
+        v = vf.apply(params[1], None, obs, starts[:, : obs.shape[1]])[1]
+        return (-logp + 0.5 * jnp.square(v - 1.0)).mean(), ()
+
+    def epochs(params):
+        def minibatch(params, data):
+            grads, _ = chunked_grad(loss, params, None, data, chunks)
+            return jax.tree.map(lambda p, g: p - 1e-3 * g, params, grads), None
+        epoch = lambda params, _: jax.lax.scan(minibatch, params, (x, act))  # noqa: E731
+        return jax.lax.scan(epoch, params, None, length=repeats)[0]
+
+    run = jax.jit(epochs).lower(params).compile()
+    jax.block_until_ready(run(params))
+    times = []
+    for _ in range(3):
+        c0 = time.process_time()
+        jax.block_until_ready(run(params))
+        times.append(1e3 * (time.process_time() - c0) / repeats)
+    return float(np.median(times))
+
+
 def speed(args) -> str:
     peer, hydra = _load_peer(args.jaxmarl_script)
     script_hash = hashlib.sha256(Path(args.jaxmarl_script).read_bytes()).hexdigest()[:12]
@@ -233,7 +277,7 @@ def speed(args) -> str:
     theirs = dict(num_envs=int(yaml_config["NUM_ENVS"]), num_steps=int(yaml_config["NUM_STEPS"]),
                   num_epochs=int(yaml_config["UPDATE_EPOCHS"]), num_minibatches=int(yaml_config["NUM_MINIBATCHES"]),
                   hidden_dim=64, num_layers=2, activation=yaml_config["ACTIVATION"])
-    rows, split_rows, load_before = [], [], os.getloadavg()
+    rows, split_rows, bounds, load_before = [], [], [], os.getloadavg()
     for label, cfg in (("JaxMARL's ippo_ff_mpe config", theirs), ("high throughput", {**theirs, **FAST_SIZES})):
         batch = cfg["num_envs"] * cfg["num_steps"]
         updates = max(1, args.steps // batch)
@@ -244,6 +288,7 @@ def speed(args) -> str:
         both = {**_runners(peer, yaml_config, cfg, steps, without_callback=True),
                 **{f"{k}/1": v for k, v in _runners(peer, yaml_config, one_epoch, steps).items()}}
         wall, cpu = _timed(both, args.repeats)
+        floor = _gradient_floor(cfg)
         rate = {k: steps / wall[k] for k in ("jmarl", "jaxmarl", "jaxmarl-nocb")}
         rows.append(f"| {label} | {cfg['num_envs']} x {cfg['num_steps']} | {steps:.2e} | {rate['jmarl']:.3g} | "
                     f"{rate['jaxmarl']:.3g} | **{rate['jmarl'] / rate['jaxmarl']:.2f}x** | "
@@ -252,8 +297,18 @@ def speed(args) -> str:
             full, one = 1e3 * cpu[side] / updates, 1e3 * cpu[f"{side}/1"] / updates  # ms per update
             epoch = (full - one) / (cfg["num_epochs"] - 1)
             split_rows.append(f"| {label} | {side} | {full:.1f} | {1e3 * wall[side] / updates:.1f} | {epoch:.1f} | "
-                              f"{one - epoch:.1f} |")
+                              f"{one - epoch:.1f} | {floor:.1f} |")
+            if side == "jaxmarl":  # what twice JaxMARL's speed would leave for everything but the gradients
+                bounds.append(f"{label} ({cfg['num_envs']} x {cfg['num_steps']}): twice JaxMARL's speed is "
+                              f"{full / 2:.1f} ms per update, of which {cfg['num_epochs']} epochs of gradients "
+                              f"alone take {cfg['num_epochs'] * floor:.1f}")
         print(rows[-1], *split_rows[-2:], sep="\n", flush=True)
+    floor_note = textwrap.fill(
+        "The last column is a floor, measured in the same process: the 16 minibatch gradients of one epoch with "
+        "nothing else (jmarl's 2x64 policy and value MLPs on the update's samples, in slices of 512 rows, each "
+        "followed by a plain SGD step; no PPO loss terms, shuffle, Adam or rollout), a practical floor for either "
+        "program's epoch with these networks in f32 on this machine's XLA:CPU. At "
+        + "; at ".join(bounds) + " ms.", width=116)
     cmd = (f"python scripts/bench_ppo.py speed --jaxmarl-script ippo_ff_mpe.py"
            f"{' --jaxmarl-config ippo_ff_mpe.yaml' if args.jaxmarl_config else ''} --steps {args.steps} "
            f"--repeats {args.repeats} --write")
@@ -286,9 +341,11 @@ Where the time goes, ms per update (process CPU time unless marked wall; an epoc
 4 minibatch gradient steps, from the same runs with 1 epoch instead of 4; the rest = rollout, advantages, metrics
 and, for jmarl, the final evaluation):
 
-| configuration | side | total (CPU) | total (wall) | per epoch | rest |
-|---|---|---:|---:|---:|---:|
+| configuration | side | total (CPU) | total (wall) | per epoch | rest | MLP gradients alone, per epoch |
+|---|---|---:|---:|---:|---:|---:|
 {chr(10).join(split_rows)}
+
+{floor_note}
 
 {SPEED_NOTES}"""
 
@@ -305,9 +362,9 @@ than `jax.random.permutation`'s sort of pairs). In the rest, jmarl's environment
 throughput below); its rollout draws the env keys of all steps and the noise of all its action samples before the
 step loop (a threefry call on XLA:CPU is a loop of 5 rounds; actions are Gumbel-max samples) and runs the critic
 after it, in slices of 512 rows. JaxMARL's per-update host callback costs little (compare the callback-free column).
-What remains at 16 x 128 is the rollout's loop of 128 steps over 16 envs, where each operation costs about as much
-to launch as to run, and the gradient arithmetic itself; jmarl also computes V(final observation) at every step,
-where JaxMARL computes no bootstrap value at truncation."""
+What remains at 16 x 128 is the gradient arithmetic itself (compare jmarl's epoch with the floor) and
+the rollout's loop of 128 steps over 16 envs, where each operation costs about as much to launch as to run; jmarl
+also computes V(final observation) at every step, where JaxMARL computes no bootstrap value at truncation."""
 
 
 def main(argv=None):
