@@ -135,6 +135,12 @@ def learning_section() -> str:
     table = render_comparison(rows, "jmarl_smax", ("ippo", "mappo"))
     jaxmarl_table = render_comparison(rows, "jaxmarl_smax", ("ippo", "mappo"))
     adapted_table = render_comparison(rows, "jaxmarl_env_smax", ("ippo", "mappo"))
+    pqn_table = render_comparison(rows, "jmarl_smax", ("pqn_vdn",))
+    pqn = {**(d := resolve("pqn_vdn", "smax").to_dict())["config"], **d["hparams"]}
+    pqn_preset = (f"{pqn['num_envs']} envs x {pqn['num_steps']} steps, {pqn['num_epochs']} epochs x "
+                  f"{pqn['num_minibatches']} minibatches, Q(lambda={pqn['q_lambda']:g}), lr {pqn['lr']:g}, rewards x"
+                  f"{pqn['reward_scale']:g}, epsilon {pqn['eps_start']:g} -> {pqn['eps_finish']:g} over the first "
+                  f"{pqn['eps_anneal_frac']:.0%} of the run, GRU width {pqn['hidden_dim']} ({pqn['activation']})")
     return f"""{LEARNING_SECTION}
 
 Greedy win rate against the scripted enemy after the budget (final evaluation: 320 episodes per seed; jmarl's
@@ -150,6 +156,13 @@ at least JaxMARL's figure everywhere. Rows are the headline row per scenario and
 - Hardware: {machines}
 
 {table}
+
+PQN-VDN (`jmarl train pqn_vdn`, `algos/qlearning.py` with `algo_variant=pqn`) at its `smax` preset
+({pqn_preset}). Published: the PQN paper reports PQN-VDN's win-rate IQM over its SMAX maps (about 0.95 after
+1e7 steps), not a figure per map.
+Command (per row): `jmarl reproduce jmarl_smax --seeds 2 --only pqn_vdn/smax_SCENARIO`.
+
+{pqn_table}
 
 JaxMARL's own hyperparameters (its `ippo_rnn_smax.yaml` / `mappo_homogenous_rnn_smax.yaml`: 128 envs, width 128,
 relu, IPPO lr 4e-3 and clip 0.05, MAPPO lr 2e-3) in jmarl's SMAX, with its enemy rule and last-action
