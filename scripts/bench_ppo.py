@@ -228,8 +228,8 @@ def _gradient_floor(cfg: dict, obs_dim: int = 18, num_actions: int = 5, num_agen
                     repeats: int = 5) -> float:
     """CPU ms of one epoch's gradient arithmetic alone: the minibatch gradients of jmarl's 2x64 policy and value MLPs
     (its ``PolicyNet`` / ``ValueNet``, ``dense`` layers, slices of ``chunk_rows`` as in training) on the update's
-    samples, each followed by a plain SGD step; no PPO ratio or clipping, no shuffle, no Adam, no rollout. What an
-    epoch cannot go below with these networks on XLA:CPU: a lower bound for both programs' epochs."""
+    samples, each followed by a plain SGD step; no PPO ratio or clipping, no shuffle, no Adam, no rollout: a
+    practical floor for either program's epoch with these networks in f32 on XLA:CPU."""
     from jmarl.agents.networks import PolicyNet, ValueNet, chunked_grad, grad_chunks
 
     net = dict(hidden_dim=cfg["hidden_dim"], num_layers=cfg["num_layers"], activation=cfg["activation"])
@@ -304,8 +304,9 @@ def speed(args) -> str:
                               f"alone take {cfg['num_epochs'] * floor:.1f}")
         print(rows[-1], *split_rows[-2:], sep="\n", flush=True)
     floor_note = textwrap.fill(
-        "The last column is a floor, measured in the same process: the 16 minibatch gradients of one epoch with "
-        "nothing else (jmarl's 2x64 policy and value MLPs on the update's samples, in slices of 512 rows, each "
+        f"The last column is a floor, measured in the same process: the {theirs['num_minibatches']} minibatch "
+        "gradients of one epoch with nothing else (jmarl's 2x64 policy and value MLPs on the update's samples, in "
+        f"slices of at most {PPOConfig.chunk_rows} rows, each "
         "followed by a plain SGD step; no PPO loss terms, shuffle, Adam or rollout), a practical floor for either "
         "program's epoch with these networks in f32 on this machine's XLA:CPU. At "
         + "; at ".join(bounds) + " ms.", width=116)
