@@ -24,7 +24,7 @@ A actions, H recurrent hidden size, U updates in a chunk, S sides, G opponent gr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, NamedTuple, Optional
+from typing import Any, Callable, ClassVar, Literal, NamedTuple, Optional
 
 import distrax
 import jax
@@ -57,11 +57,12 @@ class PPOConfig(RunConfig):
     total_timesteps: int = 1_000_000
     num_epochs: int = 4
     num_minibatches: int = 4
-    # Feed-forward: rows (samples x agents) per network pass over a large batch, sized for a CPU's caches: a
-    # minibatch's gradient is the mean over equal slices of it (``chunked_grad``, the same gradient) and the
-    # critic values a rollout in slices (``rollout_values``); 0: each in one pass. Recurrent minibatches (whole
-    # sequences through a scanned GRU) are never sliced.
-    chunk_rows: int = 512
+    # Feed-forward: rows (samples x agents) per network pass over a large batch: a minibatch's gradient is the
+    # mean over equal slices of it (``chunked_grad``, the same gradient) and the critic values a rollout in slices
+    # (``rollout_values``); 0: each in one pass; None: the backend's (``rows_per_pass``: slices that fit a CPU's
+    # caches, one pass on an accelerator, where slices run one after another and leave it idle). Recurrent
+    # minibatches (whole sequences through a scanned GRU) are never sliced.
+    chunk_rows: Optional[int] = None
     hidden_dim: int = 64
     num_layers: int = 2
     activation: Literal["tanh", "relu"] = "tanh"
@@ -89,6 +90,19 @@ class PPOConfig(RunConfig):
     # or pool; none with simultaneous (set them to compare).
     eval_opponents: Optional[tuple[str, ...]] = None
 
+    speed_only: ClassVar[tuple[str, ...]] = ("chunk_rows",)
+
+
+CPU_CHUNK_ROWS = 512  # rows per pass on a CPU backend when chunk_rows is None
+
+
+def rows_per_pass(config: PPOConfig, backend: str | None = None) -> int:
+    """``config.chunk_rows``, or where it is None the default of ``backend`` (jax's default backend): slices of
+    ``CPU_CHUNK_ROWS`` on a CPU, 0 (one pass) on a GPU or TPU."""
+    if config.chunk_rows is not None:
+        return config.chunk_rows
+    return CPU_CHUNK_ROWS if (backend or jax.default_backend()) == "cpu" else 0
+
 
 @struct.dataclass
 class PPOHparams:
@@ -110,9 +124,9 @@ def validate(config: PPOConfig, env: Environment) -> None:
 
     config.check_schedule(config.algo)
     check_positive(config, ("num_epochs", "num_minibatches", "hidden_dim", "num_layers"), config.algo)
-    if config.chunk_rows < 0:
+    if config.chunk_rows is not None and config.chunk_rows < 0:
         raise ConfigError(f"chunk_rows={config.chunk_rows}: rows per network pass must be >= 0 (0: a whole "
-                          "batch in one pass)")
+                          "batch in one pass; None: the backend's default)")
     sides = [t for t in env.teams if t not in config.fixed_teams]
     league.check_schedule(config.algo, config.schedule, config.schedule_interval, config.pool_size,
                           config.pool_groups, config.pool_sampling, sides, env.name, config.num_envs,
@@ -195,6 +209,7 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
     teams = env.teams
     learners = list(teams)
     E, T = config.num_envs, config.num_steps
+    chunk_rows = rows_per_pass(config)  # the backend's when None: fixed when the program is built
     # Competitive schedules (jmarl/agents/league.py). Pool: side s learns in the envs layout.learn[s] and its
     # snapshots play the other sides' envs; learn_envs[team] indexes a team's learning data (None: every env).
     pool = config.schedule == "pool"
@@ -481,7 +496,7 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
         if not config.recurrent:  # a feed-forward critic values the whole rollout after it
             for t in learners:
                 value, next_value = rollout_values(critic, runner.params[owner[t]]["critic"], critic_data(traj[t]),
-                                                   finals[t], config.shared_params, config.chunk_rows)
+                                                   finals[t], config.shared_params, chunk_rows)
                 traj[t] = traj[t]._replace(value=value, next_value=next_value)
         # One batch per parameter set: with share_teams its members' envs side by side (traj [T, B, ...], h0 [B, ...]).
         traj, h0 = ({o: join_envs([tree[t] for t in group], axis) for o, group in members.items()}
@@ -504,7 +519,7 @@ def make_train(config: PPOConfig, env: Environment) -> Trainer:
                 if config.normalize_advantages:  # over the whole minibatch, before any slicing
                     adv = (adv - adv.mean()) / (adv.std() + 1e-8)
                 T_mb, B_mb = adv.shape[:2]
-                chunks = 1 if config.recurrent else grad_chunks(B_mb, T_mb * adv.shape[2], config.chunk_rows)
+                chunks = 1 if config.recurrent else grad_chunks(B_mb, T_mb * adv.shape[2], chunk_rows)
 
                 def step(p, o, team=team, data=(tr, adv, targets)):
                     grads, st = chunked_grad(lambda p, h, d: team_loss(p, team, h, d, hp), p, h0[team], data, chunks)
@@ -593,7 +608,7 @@ def gae(tr: Transition, gamma: jax.Array, gae_lambda: jax.Array) -> tuple[jax.Ar
 
 
 def rollout_values(critic: ValueNet, params, critic_in: jax.Array, final_in: jax.Array,
-                   shared: bool, chunk_rows: int = 512) -> tuple[jax.Array, jax.Array]:
+                   shared: bool, chunk_rows: int = CPU_CHUNK_ROWS) -> tuple[jax.Array, jax.Array]:
     """A feed-forward critic's V(observation) and V(final observation) over a whole rollout: ``critic_in`` and
     ``final_in`` f32[T, B, N, D] -> f32[T, B, N] each. Computed after the rollout in slices of about ``chunk_rows``
     rows (0: one pass) rather than two small passes inside every step of it: on a CPU the per-step loop pays per

@@ -32,7 +32,7 @@ import numpy as np
 
 import jmarl
 from jmarl.train.algorithms import resolve
-from jmarl.algos.ppo import PPOConfig, PPOHparams, hparams_as_arrays, make_train
+from jmarl.algos.ppo import PPOConfig, PPOHparams, hparams_as_arrays, make_train, rows_per_pass
 from benchlib import learning_rows, learning_section, machine, write_section
 from jmarl.envs.mpe.tag import CAPTURE_REWARD
 from jmarl.train.run import Population, train
@@ -240,7 +240,7 @@ def _gradient_floor(cfg: dict, obs_dim: int = 18, num_actions: int = 5, num_agen
     act = jax.random.randint(key, x.shape[:-1], 0, num_actions)
     starts = np.zeros(x.shape[1:-1], bool)
     params = (pi.init(key, None, x[0], starts), vf.init(key, None, x[0], starts))
-    chunks = grad_chunks(rows, num_agents, PPOConfig.chunk_rows)
+    chunks = grad_chunks(rows, num_agents, rows_per_pass(PPOConfig()))
 
     def loss(params, h0, data):
         obs, a = data
@@ -306,7 +306,7 @@ def speed(args) -> str:
     floor_note = textwrap.fill(
         f"The last column is a floor, measured in the same process: the {theirs['num_minibatches']} minibatch "
         "gradients of one epoch with nothing else (jmarl's 2x64 policy and value MLPs on the update's samples, in "
-        f"slices of at most {PPOConfig.chunk_rows} rows, each "
+        f"slices of at most {rows_per_pass(PPOConfig())} rows, each "
         "followed by a plain SGD step; no PPO loss terms, shuffle, Adam or rollout), a practical floor for either "
         "program's epoch with these networks in f32 on this machine's XLA:CPU. At "
         + "; at ".join(bounds) + " ms.", width=116)

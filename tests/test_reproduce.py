@@ -173,6 +173,9 @@ def test_rows_trained_before_a_preset_change_are_found():
                date="2026-11-01", config=config)
     assert reproduce.settings_changed(row) == {} and reproduce.row_notes(row) == []
     assert reproduce.settings_changed(dict(row, config=None)) == {}
+    # chunk_rows changes speed, not results (PPOConfig.speed_only): rows trained at 512 are not marked.
+    sliced = dict(config, config=dict(config["config"], chunk_rows=512))
+    assert config["config"]["chunk_rows"] is None and reproduce.settings_changed(dict(row, config=sliced)) == {}
     old_hparams = dict(config["hparams"], ent_coef=config["hparams"]["ent_coef"] + 0.5)
     old_config = {k: v for k, v in config["config"].items() if k != "fixed_policy"}  # a key added since
     stale = dict(row, config=dict(config, hparams=old_hparams, config=old_config), mean=0.1, date="2026-12-01")

@@ -132,6 +132,16 @@ def test_resume_with_other_settings_is_refused(uninterrupted):
         train(resolved, Population.grid([resolved.hparams], [0]), run_dir, resume=True, quiet=True, wandb="disabled")
 
 
+def test_resume_across_a_speed_only_setting(uninterrupted):
+    """chunk_rows changes how fast a run computes, not what (PPOConfig.speed_only): the run resumes across it."""
+    run_dir, _ = uninterrupted
+    resolved = resolve("ippo", "probe_two_step", {**SMALL, "chunk_rows": 64})
+    pop = Population.grid([resolved.hparams, resolved.hparams.replace(lr=1e-3)], [0, 1])
+    done = train(resolved, pop, run_dir, resume=True, quiet=True, wandb="disabled")  # finished: nothing to train
+    assert done == json.loads((run_dir / "results.json").read_text())
+    assert json.loads((run_dir / "config.json").read_text())["config"]["chunk_rows"] is None  # left as it was
+
+
 def test_load_returns_a_jittable_policy(uninterrupted):
     policy = jmarl.load(uninterrupted[0], member=2)
     env = jmarl.AutoReset(policy.env)

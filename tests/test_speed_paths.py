@@ -9,7 +9,7 @@ from flax.linen.initializers import constant, orthogonal
 
 from jmarl.agents.networks import Dense, ValueNet, apply_per_agent, chunked_grad, grad_chunks
 from jmarl.agents.rollout import permutation
-from jmarl.algos.ppo import gumbel_max, rollout_values
+from jmarl.algos.ppo import CPU_CHUNK_ROWS, PPOConfig, gumbel_max, rollout_values, rows_per_pass
 
 
 class _MLP(nn.Module):
@@ -129,3 +129,12 @@ def test_gumbel_max_samples_the_masked_softmax():
     probs = np.asarray(jax.nn.softmax(jnp.where(avail, logits, -1e9)))
     assert freq[3] == 0.0
     np.testing.assert_allclose(freq, probs, atol=4 * np.sqrt(0.25 / n))  # 4 standard errors at most
+
+
+def test_chunk_rows_default_is_the_backends():
+    """None (the default): cache-sized slices on a CPU, one pass on an accelerator, where slices would run one after
+    another; a value set is kept on every backend."""
+    assert PPOConfig().chunk_rows is None
+    assert rows_per_pass(PPOConfig(), "cpu") == CPU_CHUNK_ROWS
+    assert rows_per_pass(PPOConfig(), "gpu") == 0 == rows_per_pass(PPOConfig(), "tpu")
+    assert rows_per_pass(PPOConfig(chunk_rows=0), "cpu") == 0 and rows_per_pass(PPOConfig(chunk_rows=64), "gpu") == 64

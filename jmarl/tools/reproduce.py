@@ -515,11 +515,14 @@ def settings_changed(row: dict) -> dict[str, tuple[Any, Any]]:
         return {}
     # Both through JSON, as rows are stored: tuples become lists.
     then = json.loads(json.dumps(row["config"]))
-    now = json.loads(json.dumps(entry.resolved(then["config"]["total_timesteps"]).to_dict()))
+    resolved = entry.resolved(then["config"]["total_timesteps"])
+    now = json.loads(json.dumps(resolved.to_dict()))
+    speed_only = getattr(type(resolved.config), "speed_only", ())  # how fast, not what: never a marked row
     changed = {}
     for section in ("env_kwargs", "config", "hparams"):
         new = now.get(section, {})
-        changed.update({k: (v, new[k]) for k, v in then.get(section, {}).items() if k in new and new[k] != v})
+        changed.update({k: (v, new[k]) for k, v in then.get(section, {}).items()
+                        if k in new and new[k] != v and not (section == "config" and k in speed_only)})
     return changed
 
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Callable, NamedTuple, Protocol, runtime_checkable
+from typing import Any, Callable, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 import jax
 
@@ -60,6 +60,9 @@ class RunConfig(ChunkedSchedule):
     # parameters of init_from_teams, each "TEAM" or "SOURCE_TEAM:TEAM" (empty: every learning team, same names).
     init_from: str = ""
     init_from_teams: tuple[str, ...] = ()
+    # Fields that change how fast a run computes, never what it computes (up to floating-point summation order):
+    # a run resumes across a change of them, and a results row is not marked as trained at other settings.
+    speed_only: ClassVar[tuple[str, ...]] = ()
 
 
 # act(params, hidden, timestep [B], starts bool[B], key, greedy) -> (hidden, {team: actions [B, N, ...]}, extras)

@@ -152,10 +152,12 @@ def _differences(old, new, where: str = "") -> list[str]:
 
 
 def _setting_defaults(resolved: ResolvedConfig) -> dict:
-    """{"config": ..., "hparams": ...}: the defaults of the algorithm's Config and Hparams fields, as JSON."""
+    """{"config": ..., "hparams": ...}: the defaults of the algorithm's Config and Hparams fields, as JSON; "speed_only":
+    its Config's fields that change speed, not results."""
     fields = lambda cls: {f.name: f.default for f in dataclasses.fields(cls)  # noqa: E731
                           if f.default is not dataclasses.MISSING}
-    return json.loads(json.dumps({"config": fields(type(resolved.config)), "hparams": fields(type(resolved.hparams))},
+    return json.loads(json.dumps({"config": fields(type(resolved.config)), "hparams": fields(type(resolved.hparams)),
+                                  "speed_only": list(getattr(type(resolved.config), "speed_only", ()))},
                                  default=str))
 
 
@@ -268,6 +270,9 @@ class RunDirectory:
             old = read_config(self.path)
             new = json.loads(json.dumps(meta))  # as it would be saved: tuples as lists
             _adopt_new_defaults(old, new, defaults or {})
+            for key in (defaults or {}).get("speed_only", ()):  # how fast, not what: a run resumes across them
+                for meta_ in (old, new):
+                    meta_.get("config", {}).pop(key, None)
             diff = [d for k in self.COMPARED for d in _differences(old.get(k), new.get(k), k)]
             if diff:
                 raise RunDirectoryError(
