@@ -27,12 +27,10 @@ from pathlib import Path
 import jax
 import numpy as np
 
-import jmarl
 from benchlib import machine, write_section
 import bench_envs
 import bench_smax
 
-ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## On a GPU: throughput, PPO speed, a sweep of 1024 runs"
 # label: (env steps per timed call, jmarl runner, JaxMARL runner). The per-call work keeps each timed call well
 # past launch overhead and its scan short enough to time three times.
