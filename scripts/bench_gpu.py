@@ -81,7 +81,8 @@ class Log:
 
 
 def _timed(fns: dict, key, repeats: int) -> dict:
-    """Compile seconds (first call) and median seconds of ``repeats`` alternating calls per function."""
+    """Compile seconds (first call) and median seconds of ``repeats`` alternating calls per function (the env rows;
+    PPO's runs are compiled already and timed as ``bench_ppo speed`` times them)."""
     compile_s, times = {}, {k: [] for k in fns}
     for name, fn in fns.items():
         t0 = time.perf_counter()
@@ -107,7 +108,7 @@ def env_row(label: str, num_envs: int, repeats: int) -> dict:
 
 
 def ppo_row(peer, num_envs: int, num_steps: int, steps: int, repeats: int, chunk_rows: int | None) -> dict:
-    from bench_ppo import JAXMARL_YAML, _runners
+    from bench_ppo import JAXMARL_YAML, _runners, _timed as timed_runs
 
     batch = num_envs * num_steps
     steps = max(1, steps // batch) * batch
@@ -116,8 +117,8 @@ def ppo_row(peer, num_envs: int, num_steps: int, steps: int, repeats: int, chunk
     t0 = time.perf_counter()
     runners = _runners(peer, JAXMARL_YAML, cfg, steps)
     compile_both = time.perf_counter() - t0
-    timed = _timed(runners, jax.random.PRNGKey(0), repeats)
-    rate = {k: steps / s for k, s in timed["seconds"].items()}
+    wall, _ = timed_runs(runners, repeats)  # bench_ppo speed's protocol: warm-up, then interleaved repeats
+    rate = {k: steps / s for k, s in wall.items()}
     return dict(steps=steps, jmarl=rate["jmarl"], jaxmarl=rate["jaxmarl"], ratio=rate["jmarl"] / rate["jaxmarl"],
                 compile_s=round(compile_both, 1), chunk_rows=chunk_rows)
 
@@ -274,7 +275,7 @@ observations alone (27 x 626 f32 per env) would take 68 GB at 1e6.
 
 IPPO on mpe_spread, jmarl (`algos/ppo.py`) against JaxMARL's `baselines/IPPO/ippo_ff_mpe.py` as published, at its
 configuration (2x64 tanh MLPs, 4 epochs x 4 minibatches, annealed Adam; `bench_ppo.py speed`'s protocol, whole
-training runs, compile excluded, median of 2 alternating repeats). jmarl's `chunk_rows` = rows per network pass in
+training runs, compile excluded, median of 2 interleaved repeats). jmarl's `chunk_rows` = rows per network pass in
 the minibatch gradients and the critic's pass over a rollout: slices run one after another.
 
 | envs x steps | jmarl chunk_rows | env steps per run | jmarl steps/s | JaxMARL steps/s | jmarl / JaxMARL |

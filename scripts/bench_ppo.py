@@ -354,8 +354,8 @@ and, for jmarl, the final evaluation):
 SPEED_NOTES = """Both programs spend most of their time in the epochs: per update 16 minibatch gradient steps of the
 same two 2x64 MLPs on the same samples, the same arithmetic on both sides. jmarl's epochs are the faster ones because
 it computes a minibatch's gradient in slices of at most 512 rows (`chunk_rows` in `algos/ppo.py`, its CPU default;
-`chunked_grad` in `jmarl/agents/networks.py`: the mean of the slices' gradients, the same gradient), which XLA:CPU computes faster per
-row than one pass over 1,536 rows (19,200 at 1024 x 25) whose activations spill the caches; its dense layers
+`chunked_grad` in `jmarl/agents/networks.py`: the mean of the slices' gradients, the same gradient), which XLA:CPU
+computes faster per row than one pass over 1,536 rows (19,200 at 1024 x 25) whose activations spill the caches; its dense layers
 (`dense`) compute the weight gradient with the activations laid out transposed first (XLA:CPU runs that dot about
 twice as fast as the transposed-operand dot autodiff emits); its categorical log-probability and entropy share one
 log-softmax; and its shuffle is one sort of single u32 keys (`permutation` in `jmarl/agents/rollout.py`, 4-8x faster
