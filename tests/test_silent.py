@@ -70,6 +70,16 @@ def test_ppo_sizes_and_hparams_out_of_range(setting, fragment, tmp_path, capsys)
     assert not out.exists()  # refused before the run directory was touched
 
 
+def test_refused_run_prints_its_error_alone(tmp_path, capsys):
+    """Without --quiet the run is announced ("N run(s) ... -> DIR") only once its settings have been checked: a
+    refused one prints no announcement of a run that never starts (here one of -150 env steps)."""
+    out = tmp_path / "run"
+    rc, stdout, err = jmarl_cli(capsys, "train", "ippo", "--env", "probe_matrix", "--out", out, "--wandb",
+                                "disabled", *SMALL, "num_envs=-3")
+    assert_one_line_error(rc, err, "num_envs=-3 must be at least 1")
+    assert stdout == "" and not out.exists(), stdout
+
+
 @pytest.mark.parametrize("algo, env, setting, fragment", [
     ("qmix", "probe_matrix", "sample_batch_size=0", "sample_batch_size=0 must be at least 1"),
     ("qmix", "probe_matrix", "tau=0", "valid: tau in (0, 1]"),

@@ -182,14 +182,17 @@ def _run(args, sweep: bool) -> int:
         name = Path(args.algo).stem if args.algo.endswith(".py") else args.algo.rsplit(".", 1)[-1]
         run_dir = Path(args.out or f"runs/{name}_{args.env.replace(':', '-')}_{time.strftime('%Y%m%d-%H%M%S')}")
     cfg = resolved.config
-    if not args.quiet:
-        print(f"jmarl: {resolved.algo} on {resolved.env} {resolved.env_kwargs or ''}: {len(pop)} run(s) "
-              f"({len(set(pop.config_ids))} config(s) x {len(set(pop.seeds))} seed(s)) in one program, "
-              f"{cfg.num_updates * cfg.batch_size:,} env steps each -> {run_dir}")
+
+    def announce() -> None:  # once everything is checked: a refused run prints its one error line alone
+        if not args.quiet:
+            print(f"jmarl: {resolved.algo} on {resolved.env} {resolved.env_kwargs or ''}: {len(pop)} run(s) "
+                  f"({len(set(pop.config_ids))} config(s) x {len(set(pop.seeds))} seed(s)) in one program, "
+                  f"{cfg.num_updates * cfg.batch_size:,} env steps each -> {run_dir}")
+
     compile_cache(not args.no_compile_cache)
     results = train(resolved, pop, run_dir, resume=bool(args.resume), quiet=args.quiet, wandb=args.wandb,
                     checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints,
-                    metrics=args.metric, on_diverge="mark" if sweep else "stop")
+                    metrics=args.metric, on_diverge="mark" if sweep else "stop", on_start=announce)
     status = _report(results, run_dir)
     from jmarl.core.registry import make
     from jmarl.tools.rollout import causal_channel, format_report, rollout_run

@@ -375,9 +375,12 @@ def _divergence_message(diverged: list[dict], num_updates: int, population: int,
 def train(resolved: ResolvedConfig, pop: Population, run_dir: str | Path, *, resume: bool = False,
           checkpoint_every: int = 1, keep_checkpoints: int = 3, quiet: bool = False, wandb: str = "offline",
           final_eval_factor: int = 10, on_chunk: Callable[[int, dict], None] | None = None,
-          metrics: Sequence[str | Callable] = (), on_diverge: str = "stop") -> dict:
+          metrics: Sequence[str | Callable] = (), on_diverge: str = "stop",
+          on_start: Callable[[], None] | None = None) -> dict:
     """Train every member of ``pop`` in one program; returns the results written to ``results.json``.
 
+    ``on_start()`` is called on the host once the arguments, environment and sizes have been checked, before the
+    run directory is opened or anything compiles (a caller announces the run there, never before a refusal).
     ``on_chunk(chunk, rows)`` is called on the host after each chunk is logged and checkpointed. ``metrics``
     are the user's per-step metric functions (or ``"file.py:fn"`` specs; see ``jmarl.core.wrappers.WithMetrics``),
     reported beside the env's own in metrics.jsonl, results.json (with CIs), wandb and ``curve_<name>.png``.
@@ -408,6 +411,8 @@ def train(resolved: ResolvedConfig, pop: Population, run_dir: str | Path, *, res
             "metrics": [m if isinstance(m, str) else getattr(m, "__qualname__", repr(m)) for m in metrics],
             "env_spec": {t: {"num_agents": team.num_agents, "obs_shape": list(team.obs_shape),
                              "action_space": repr(team.action_space)} for t, team in env.teams.items()}}
+    if on_start is not None:
+        on_start()
     directory = RunDirectory(run_dir)
     with directory:  # holds the run directory's lock until training is over (or fails)
 
