@@ -352,20 +352,20 @@ and, for jmarl, the final evaluation):
 
 
 SPEED_NOTES = """Both programs spend most of their time in the epochs: per update 16 minibatch gradient steps of the
-same two 2x64 MLPs on the same samples, the same arithmetic on both sides. jmarl's epochs are the faster ones because
-it computes a minibatch's gradient in slices of at most 512 rows (`chunk_rows` in `algos/ppo.py`, its CPU default;
+same two 2x64 MLPs on the same samples, the same arithmetic on both sides. jmarl's epochs are the faster ones because it
+computes a minibatch's gradient in slices of at most 512 rows (`chunk_rows` in `algos/ppo.py`, its CPU default;
 `chunked_grad` in `jmarl/agents/networks.py`: the mean of the slices' gradients, the same gradient), which XLA:CPU
-computes faster per row than one pass over 1,536 rows (19,200 at 1024 x 25) whose activations spill the caches; its dense layers
-(`dense`) compute the weight gradient with the activations laid out transposed first (XLA:CPU runs that dot about
-twice as fast as the transposed-operand dot autodiff emits); its categorical log-probability and entropy share one
+computes faster per row than one pass over 1,536 rows (19,200 at 1024 x 25) whose activations spill the caches; its
+dense layers (`dense`) compute the weight gradient with the activations laid out transposed first (XLA:CPU runs that dot
+about twice as fast as the transposed-operand dot autodiff emits); its categorical log-probability and entropy share one
 log-softmax; and its shuffle is one sort of single u32 keys (`permutation` in `jmarl/agents/rollout.py`, 4-8x faster
 than `jax.random.permutation`'s sort of pairs). In the rest, jmarl's environment is 3.6-4x faster (Environment
-throughput below); its rollout draws the env keys of all steps and the noise of all its action samples before the
-step loop (a threefry call on XLA:CPU is a loop of 5 rounds; actions are Gumbel-max samples) and runs the critic
-after it, in slices of 512 rows. JaxMARL's per-update host callback costs little (compare the callback-free column).
-What remains at 16 x 128 is the gradient arithmetic itself (compare jmarl's epoch with the floor) and
-the rollout's loop of 128 steps over 16 envs, where each operation costs about as much to launch as to run; jmarl
-also computes V(final observation) at every step, where JaxMARL computes no bootstrap value at truncation."""
+throughput below); its rollout draws the env keys of all steps and the noise of all its action samples before the step
+loop (a threefry call on XLA:CPU is a loop of 5 rounds; actions are Gumbel-max samples) and runs the critic after it, in
+slices of 512 rows. JaxMARL's per-update host callback costs little (compare the callback-free column). What remains at
+16 x 128 is the gradient arithmetic itself (compare jmarl's epoch with the floor) and the rollout's loop of 128 steps
+over 16 envs, where each operation costs about as much to launch as to run; jmarl also computes V(final observation) at
+every step, where JaxMARL computes no bootstrap value at truncation."""
 
 
 def main(argv=None):
