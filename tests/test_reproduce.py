@@ -217,6 +217,14 @@ def test_resume_continues_a_killed_preset(tmp_path, monkeypatch):
     assert reproduce.row_notes(row) == []
     assert reproduce.row_notes(dict(row, earlier_train_seconds=None)) == [
         "wall time from chunk 1 on: resumed from a checkpoint that predates the run clock"]
+    # Both commands ran here: one machine, no note. A row resumed elsewhere names where each chunk ran.
+    assert [s["chunks"] for s in row["machines"]] == [[0, row["config"]["config"]["num_evals"]]]
+    moved = [{"machine": "A", "chunks": [0, 1], "train_seconds": 1.2}, {"machine": "B", "chunks": [1, 3],
+                                                                          "train_seconds": None}]
+    assert reproduce.row_notes(dict(row, machines=moved)) == [
+        "trained on more than one machine: chunk 1 on A (1 s of training); chunks 2-3 on B"]
+    old = {k: v for k, v in row.items() if k != "machines"}  # a row from before rows recorded their machines
+    assert reproduce.row_notes(old) == ["chunk 1 trained by an earlier command on a machine not recorded"]
     assert reproduce.reproduce("smoke", **kw) == []
     assert [(r["run_dir"], r["date"]) for r in reproduce.read_rows(results)] == [(row["run_dir"], row["date"])]
     with pytest.raises(ConfigError, match="--out"):

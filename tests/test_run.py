@@ -16,7 +16,7 @@ import jmarl
 from jmarl.train import checkpoint
 from jmarl.train.algorithms import resolve
 from jmarl.tools.cli import main as cli_main
-from jmarl.train.run import Population, train
+from jmarl.train.run import Population, add_segment, machine, train
 from jmarl.train.stats import aggregate, iqm, stratified_bootstrap_ci
 
 SMALL = dict(num_envs=8, num_steps=4, total_timesteps=8 * 4 * 2 * 4, num_minibatches=2, num_evals=4, eval_episodes=8)
@@ -69,11 +69,27 @@ def test_run_directory_contents(uninterrupted):
     assert config["config"]["num_envs"] == 8 and config["member_hparams"][2]["lr"] == pytest.approx(1e-3)
     assert len(results["configs"]) == 2 and results["final_episodes"] == 16
     assert results["resumed_at_chunk"] == 0 and results["earlier_train_seconds"] == 0
+    (trained_on,) = results["machines"]  # one command on one machine: one segment of every chunk
+    assert trained_on["machine"] == machine() and trained_on["chunks"] == [0, 4]
+    assert 0 < trained_on["train_seconds"] <= results["train_seconds"]
     assert results["best"]["mean"] == max(c["mean"] for c in results["configs"])
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [f"chunk_{i:06d}" for i in range(4)]
     marl = json.loads((run_dir / "marl_eval.json").read_text())
     runs = marl["probe_two_step"]["{}"]["ippo"]
     assert len(runs) == 4 and len(runs["run_0"]["absolute_metrics"]["return"]) == 16
+
+
+def test_machine_segments_merge_only_on_a_known_same_machine():
+    a = {"machine": "A", "chunks": [0, 2], "train_seconds": 5.0}
+    assert add_segment([], a) == [a]
+    assert add_segment([a], {"machine": "A", "chunks": [2, 3], "train_seconds": 1.0}) == [
+        {"machine": "A", "chunks": [0, 3], "train_seconds": 6.0}]
+    b = {"machine": "B", "chunks": [2, 3], "train_seconds": 1.0}
+    assert add_segment([a], b) == [a, b]
+    unknown = {"machine": None, "chunks": [0, 2], "train_seconds": None}
+    later = {"machine": None, "chunks": [2, 3], "train_seconds": 1.0}
+    assert add_segment([unknown], later) == [unknown, later]  # two unrecorded machines need not be one
+    assert add_segment([dict(a, train_seconds=None)], dict(a, chunks=[2, 4]))[0]["train_seconds"] is None
 
 
 def test_killed_run_resumes_bitwise(uninterrupted, tmp_path):
@@ -88,10 +104,15 @@ def test_killed_run_resumes_bitwise(uninterrupted, tmp_path):
     manifest = run_dir / "checkpoints" / "chunk_000001" / checkpoint.MANIFEST
     saved = json.loads(manifest.read_text())
     assert saved["meta"].pop("train_seconds") > 0
+    # ... and before checkpoints named their machine: the chunks before it ran on a machine not recorded.
+    assert saved["meta"].pop("machines")[0]["chunks"] == [0, 2]
     manifest.write_text(json.dumps(saved))
     resumed_results = _run(run_dir, resume=True)
     assert resumed_results["resumed_at_chunk"] == 2 and resumed_results["earlier_train_seconds"] is None
     assert checkpoint.latest_intact(run_dir / "checkpoints")[1]["train_seconds"] is None
+    before, after = resumed_results["machines"]
+    assert before == {"machine": None, "chunks": [0, 2], "train_seconds": None}
+    assert after["machine"] == machine() and after["chunks"] == [2, 4] and after["train_seconds"] > 0
     rows = (run_dir / "metrics.jsonl").read_text().splitlines()
     assert rows[:len(rows_before)] == rows_before and len(rows) == 16  # nothing lost, nothing repeated
     chunk_a, full = _leaves(full_dir)

@@ -25,9 +25,6 @@ import dataclasses
 import datetime
 import json
 import math
-import os
-import platform
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +38,7 @@ from jmarl.train.algorithms import ResolvedConfig, algorithm_module, implied_ove
 from jmarl.agents.rollout import resolve_objective
 from jmarl.core.config import ConfigError
 from jmarl.core.registry import make
+from jmarl.train.run import machine
 from jmarl.train.stats import aggregate
 from jmarl.algos.ppo import JAXMARL_IPPO_OPTIMISER
 
@@ -337,21 +335,6 @@ def validate(entries: Sequence[Entry], steps: int | None, scale: float | None,
     return out
 
 
-def machine() -> str:
-    """CPU model and cores (or the accelerator), jax version and backend."""
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = re.search(r"model name\s*:\s*(.*)", f.read()).group(1).strip()
-    except (OSError, AttributeError):
-        pass
-    total = os.cpu_count() or 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else total
-    where = f"{total}-core CPU" + (f", pinned to {cores} of them" if cores < total else "")  # taskset
-    dev = jax.devices()[0]
-    return f"{cpu}, {where}; jax {jax.__version__}, backend {jax.default_backend()} ({dev.device_kind})"
-
-
 def hardware() -> dict:
     return {"machine": machine(), "backend": jax.default_backend(), "jax": jax.__version__,
             "devices": [d.device_kind for d in jax.devices()]}
@@ -388,7 +371,7 @@ def result_row(preset: str, entry: Entry, resolved: ResolvedConfig, results: dic
         "note": entry.note, "wall_seconds": wall + (earlier or 0.0), "compile_seconds": results["compile_seconds"],
         "resumed_at_chunk": results.get("resumed_at_chunk", 0), "earlier_train_seconds": earlier,
         "train_seconds": results["train_seconds"], "env_steps_per_second": results["env_steps_per_second"],
-        "hardware": hardware(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machines": results.get("machines"), "hardware": hardware(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": command, "run_dir": str(run_dir), "jmarl_version": jmarl.__version__,
         "config": resolved.to_dict(),
         "curve": learning_curve(run_dir, "win_rate" if entry.metric == "win_rate" else objective.removeprefix("-")),
@@ -535,8 +518,26 @@ def row_notes(row: dict) -> list[str]:
     start = row.get("resumed_at_chunk", 0)
     untimed = start and row.get("earlier_train_seconds") is None and (
         f"wall time from chunk {start} on: resumed from a checkpoint that predates the run clock")
-    return [text for text in (row.get("note"), changed and f"trained before a preset change: {since}", untimed)
-            if text]
+    return [text for text in (row.get("note"), changed and f"trained before a preset change: {since}", untimed,
+                              machines_note(row)) if text]
+
+
+def machines_note(row: dict) -> str | None:
+    """Which chunks ran where, for a row trained on more than one machine or partly on one not recorded (its
+    ``hardware`` names the machine that finished it); None when one machine trained it all."""
+    def chunks(a: int, b: int) -> str:  # chunks [a, b), counted from 1
+        return f"chunk {b}" if b - a == 1 else f"chunks {a + 1}-{b}"
+
+    segments = row.get("machines")
+    if segments is None:  # a row from before runs recorded their machines
+        start = row.get("resumed_at_chunk", 0)
+        return f"{chunks(0, start)} trained by an earlier command on a machine not recorded" if start else None
+    if len(segments) < 2:
+        return None
+    return "trained on more than one machine: " + "; ".join(
+        f"{chunks(*seg['chunks'])} on {seg['machine'] or 'a machine not recorded'}"
+        + ("" if seg["train_seconds"] is None else f" ({seg['train_seconds']:.0f} s of training)")
+        for seg in segments)
 
 
 class _Footnotes:

@@ -14,6 +14,8 @@ import dataclasses
 import functools
 import json
 import os
+import platform
+import re
 import socket
 import sys
 import time
@@ -385,7 +387,8 @@ def train(resolved: ResolvedConfig, pop: Population, run_dir: str | Path, *, res
     are the user's per-step metric functions (or ``"file.py:fn"`` specs; see ``jmarl.core.wrappers.WithMetrics``),
     reported beside the env's own in metrics.jsonl, results.json (with CIs), wandb and ``curve_<name>.png``.
     Checkpoints carry the run's training seconds so far, so a resumed run reports the time of every command
-    (``earlier_train_seconds``: those before this one; None after a checkpoint older than that clock).
+    (``earlier_train_seconds``: those before this one; None after a checkpoint older than that clock) and the
+    machines they ran on (``machines``: segments of chunks, see ``add_segment``).
 
     Fails loudly (README, "What fails loudly"): arguments and hyperparameters out of range raise ConfigError
     before anything compiles; the run directory is locked, and refused when it holds another run (see
@@ -482,6 +485,7 @@ def _train_chunks(directory: RunDirectory, resolved: ResolvedConfig, pop: Popula
     runner = initial_runner(trainer, keys, hparams, layout.sharding, warm)
 
     start_chunk, earlier_s = 0, 0.0  # earlier_s: training seconds of the commands this one resumes
+    machines: list[dict] = []  # the machines of the commands this one resumes (add_segment)
     ckpt_root = directory.checkpoints
     last_ckpt = None
     if found is not None:
@@ -491,6 +495,9 @@ def _train_chunks(directory: RunDirectory, resolved: ResolvedConfig, pop: Popula
         runner = layout.repad(checkpoint.restore(last_ckpt, layout.saved_like(runner, saved)))
         start_chunk = ckpt_meta["chunk"] + 1
         earlier_s = ckpt_meta.get("train_seconds")  # None: saved before runs kept their clock
+        # Saved before checkpoints named their machines: the chunks so far ran on one not recorded.
+        machines = ckpt_meta.get("machines") or [{"machine": None, "chunks": [0, start_chunk],
+                                                   "train_seconds": earlier_s}]
         if not quiet:
             print(f"jmarl: resumed from {last_ckpt} (chunk {start_chunk} of {cfg.num_chunks})")
     metrics_path = run_dir / METRICS_FILE
@@ -513,6 +520,12 @@ def _train_chunks(directory: RunDirectory, resolved: ResolvedConfig, pop: Popula
         compiled = run_chunk.lower(runner, hparams).compile()
         compile_s = time.perf_counter() - t_compile
         t0 = time.perf_counter()
+        here = machine()
+
+        def machines_until(end: int, seconds: float) -> list[dict]:  # with this command's chunks [start_chunk, end)
+            return machines if end <= start_chunk else add_segment(
+                machines, {"machine": here, "chunks": [start_chunk, end], "train_seconds": seconds})
+
         for chunk in range(start_chunk, cfg.num_chunks):
             runner, chunk_metrics = compiled(runner, hparams)
             chunk_metrics = layout.members(distributed.gather(chunk_metrics))  # every member, on every process
@@ -547,11 +560,13 @@ def _train_chunks(directory: RunDirectory, resolved: ResolvedConfig, pop: Popula
                 clock = None if earlier_s is None else earlier_s + time.perf_counter() - t0  # unknown stays unknown
                 last_ckpt = checkpoint.save(ckpt_root, chunk, runner,
                                             {"env_steps": rows[0]["env_steps"], "train_seconds": clock,
-                                             "padded_population": layout.padded},
+                                             "padded_population": layout.padded,
+                                             "machines": machines_until(chunk + 1, time.perf_counter() - t0)},
                                             keep=keep_checkpoints)
             if on_chunk is not None:
                 on_chunk(chunk, rows)
         train_s = time.perf_counter() - t0
+        trained_on = machines_until(cfg.num_chunks, train_s)
     except BaseException:
         progress.close()
         if logger is not None:
@@ -566,13 +581,41 @@ def _train_chunks(directory: RunDirectory, resolved: ResolvedConfig, pop: Popula
     final = layout.members(distributed.gather(evaluate(runner.params, final_keys)))  # every member, every process
     results = _summarise(run_dir, resolved, pop, final, env, compile_s, train_s,
                          (cfg.num_chunks - start_chunk) * steps_per_chunk,
-                         {"resumed_at_chunk": start_chunk, "earlier_train_seconds": earlier_s,
+                         {"resumed_at_chunk": start_chunk, "earlier_train_seconds": earlier_s, "machines": trained_on,
                           "diverged": [diverged[i] for i in sorted(diverged)],
                           "processes": jax.process_count(), "padded_population": layout.padded}, objective)
     if logger is not None:
         logger.summary.update({"final_return": (results["aggregate"] or {}).get("mean")})
         logger.finish()
     return results
+
+
+def machine() -> str:
+    """CPU model and cores (or the accelerator), jax version and backend: the machine a run trains on."""
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = re.search(r"model name\s*:\s*(.*)", f.read()).group(1).strip()
+    except (OSError, AttributeError):
+        pass
+    total = os.cpu_count() or 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else total
+    where = f"{total}-core CPU" + (f", pinned to {cores} of them" if cores < total else "")  # taskset
+    dev = jax.devices()[0]
+    return f"{cpu}, {where}; jax {jax.__version__}, backend {jax.default_backend()} ({dev.device_kind})"
+
+
+def add_segment(segments: list[dict], segment: dict) -> list[dict]:
+    """``segments`` (the machines a run trained on, in order: ``{"machine": str | None, "chunks": [first,
+    end), "train_seconds": float | None}``; machine None: not recorded) with ``segment`` after them, merged into
+    the last one when it ran on the same machine (seconds add up; an unknown count stays unknown)."""
+    if segments and segment["machine"] is not None and segments[-1]["machine"] == segment["machine"]:
+        last, seconds = segments[-1], (segments[-1]["train_seconds"], segment["train_seconds"])
+        merged = {"machine": last["machine"], "chunks": [last["chunks"][0], segment["chunks"][1]],
+                  "train_seconds": None if None in seconds else sum(seconds)}
+        return segments[:-1] + [merged]
+    return segments + [segment]
+
 
 def _hparams_dict(h) -> dict:
     return {f.name: float(getattr(h, f.name)) for f in dataclasses.fields(h)}
