@@ -43,12 +43,20 @@ def test_dense_matches_flax_dense_in_parameters_and_gradients():
 
 
 def test_rollout_values_equal_per_step_values():
-    """V(obs) and V(final obs) from one pass over [2T, B, N] equal the critic applied step by step (the values the
-    rollout used to compute inside its loop), for shared and for independent parameters."""
-    T, B, N, D = 5, 3, 2, 6
+    """V(obs) and V(final obs) from passes over slices of the rollout equal the critic applied step by step (the
+    values the rollout used to compute inside its loop), for shared and independent parameters, with and without a
+    vmap over runs: the final observations valued only in slices that end an episode (or the rollout), the next
+    step's value elsewhere."""
+    T, B, N, D = 7, 3, 2, 6
     critic = ValueNet(hidden_dim=16, num_layers=2)
     k_in, k_final, k_init = jax.random.split(jax.random.PRNGKey(0), 3)
-    cin, final_in = jax.random.normal(k_in, (T, B, N, D)), jax.random.normal(k_final, (T, B, N, D))
+    cin = jax.random.normal(k_in, (T, B, N, D))
+    done = np.zeros((T, B), bool)
+    done[1, 0] = done[5, :] = True  # env 0 ends at step 1; every env at step 5; the rollout ends at step 6
+    ended = done | (np.arange(T) == T - 1)[:, None]
+    # The final observation is the next one except where an episode (or the rollout) ended: there a pre-reset one.
+    final_in = jnp.where(ended[..., None, None], jax.random.normal(k_final, (T, B, N, D)),
+                         jnp.concatenate([cin[1:], cin[-1:]]))
     h, starts = jnp.zeros((1, 1)), jnp.zeros((1, 1), bool)
     for shared in (True, False):
         init = lambda k: critic.init(k, h, jnp.zeros((1, 1, D)), starts)  # noqa: E731
@@ -56,13 +64,22 @@ def test_rollout_values_equal_per_step_values():
         # The critic step by step, as inside the rollout's loop: one [B, N] step at a time.
         step = jax.jit(jax.vmap(lambda x: apply_per_agent(critic, params, jnp.zeros((B, N, 1)), x[None],
                                                           jnp.zeros((1, B, N), bool), shared)[1][0]))
-        for chunk_rows in (0, B * N, 4 * B * N, 512):  # one pass; a step per slice; 4 (2T = 10: a remainder); all
-            value, next_value = jax.jit(rollout_values, static_argnums=(0, 4, 5))(critic, params, cin, final_in,
-                                                                                  shared, chunk_rows)
+        # one pass; a step per slice (2 and 3 skip slices without an end); 3 (a remainder); all
+        for chunk_rows in (0, B * N, 2 * B * N, 3 * B * N, 512):
+            run = jax.jit(rollout_values, static_argnums=(0, 5, 6))
+            value, next_value = run(critic, params, cin, final_in, done, shared, chunk_rows)
             assert value.shape == next_value.shape == (T, B, N)
             np.testing.assert_allclose(value, step(cin), rtol=1e-5, atol=1e-6)
             np.testing.assert_allclose(next_value, step(final_in), rtol=1e-5, atol=1e-6)
-            assert not np.allclose(value, next_value)  # the two halves are not the same inputs
+            assert not np.allclose(value, next_value)  # not the same inputs
+            # Two runs side by side (the slice tests become selects): the same values for each.
+            runs = jax.jit(jax.vmap(rollout_values, in_axes=(None, None, 0, 0, 0, None, None)),
+                           static_argnums=(0, 5, 6))
+            both = runs(critic, params, jnp.stack([cin, cin]), jnp.stack([final_in, final_in]),
+                        np.stack([done, np.zeros_like(done)]), shared, chunk_rows)
+            np.testing.assert_allclose(both[1][0], next_value, rtol=1e-6, atol=1e-7)
+            # Without the episode ends, the second run bootstraps from the next step's value there.
+            np.testing.assert_allclose(both[1][1][:-1], value[1:], rtol=1e-6, atol=1e-7)
 
 
 def test_permutation_is_a_random_permutation():
