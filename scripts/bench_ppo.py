@@ -324,9 +324,10 @@ Adam with global-norm clipping and a linearly annealed rate, 4 epochs x 4 miniba
   critic on the observations; it bootstraps from V(last observation) after the rollout and treats every done as
   terminal; it calls a host callback (`io_callback` -> `wandb.log`, here a no-op) after every update.
 - jmarl: IPPO (`algos/ppo.py`) with the same settings and inputs (`agent_ids=False`): per step the actor only; after
-  the rollout the critic over all of it, V(observation) and V(final observation), so truncated episodes are
-  bootstrapped (25-step MPE episodes end by truncation): twice JaxMARL's critic forward passes; actor and critic
-  apart per team; one greedy evaluation of 16 episodes at the end, included in the time.
+  the rollout the critic over all of it, V(observation), and V(final observation) in the slices of steps where an
+  episode or the rollout ended (elsewhere it is the next step's V(observation)), so truncated episodes are
+  bootstrapped (25-step MPE episodes end by truncation); actor and critic apart per team; one greedy evaluation of
+  16 episodes at the end, included in the time.
 - Machine: {machine()}; shared with other jobs: load average {load_before[0]:.1f} at the start,
   {os.getloadavg()[0]:.1f} at the end, so absolute numbers are low and the wall-clock ratio moves with the load;
   the CPU-time ratio (process CPU seconds, both sides alike) is the steadier measurement.
@@ -364,8 +365,8 @@ throughput below); its rollout draws the env keys of all steps and the noise of 
 loop (a threefry call on XLA:CPU is a loop of 5 rounds; actions are Gumbel-max samples) and runs the critic after it, in
 slices of 512 rows. JaxMARL's per-update host callback costs little (compare the callback-free column). What remains at
 16 x 128 is the gradient arithmetic itself (compare jmarl's epoch with the floor) and the rollout's loop of 128 steps
-over 16 envs, where each operation costs about as much to launch as to run; jmarl also computes V(final observation) at
-every step, where JaxMARL computes no bootstrap value at truncation."""
+over 16 envs, where each operation costs about as much to launch as to run; jmarl also values the final observations
+of the slices of steps where episodes end, where JaxMARL computes no bootstrap value at truncation."""
 
 
 def main(argv=None):
