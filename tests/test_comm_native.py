@@ -110,9 +110,14 @@ def test_native_channel_report_speaker_listener(tmp_path):
     np.testing.assert_allclose(comm["return"]["values"][0] - comm["return_randomised"]["values"][0], value[0])
     assert set(comm["causal_value_by_team"]) == {"speaker", "listener"}
     assert "causal value of the channel" in format_report(report)
-    (tmp_path / "results.json").write_text("{}")
+    (tmp_path / "results.json").write_text('{"configs": []}')
     written = json.loads(write_report(tmp_path, report).read_text())
     assert written["communication"]["causal_value"]["values"] == value
+    (tmp_path / "results.json").write_text('{"configs": [')  # damaged: named, and left as it is
+    with pytest.raises(ConfigError, match=r"results.json is damaged: not valid JSON"):
+        write_report(tmp_path, report)
+    assert (tmp_path / "results.json").read_text() == '{"configs": ['
+
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -13,7 +13,10 @@ from jmarl.tools.cli import main
 def fake_run(path, env="mpe_spread", configs=((0, [1.0, 2.0, 3.0]),), env_kwargs=None, metric_values=None):
     """A finished run directory as `jmarl train` leaves it (only what compare reads)."""
     path.mkdir(parents=True)
-    (path / "config.json").write_text(json.dumps({"algo": "ippo", "env": env, "env_kwargs": env_kwargs or {}}))
+    members = [(c, i) for c, r in configs for i in range(len(r))]
+    (path / "config.json").write_text(json.dumps({
+        "algo": "ippo", "env": env, "env_kwargs": env_kwargs or {}, "config": {}, "hparams": {},
+        "seeds": [i for _, i in members], "config_ids": [c for c, _ in members], "member_hparams": [{}] * len(members)}))
     results = {"configs": [{"config_id": c, "returns": r, "seeds": list(range(len(r))),
                             **({"metrics": {"covered": {"values": metric_values}}} if metric_values else {})}
                            for c, r in configs]}
@@ -57,7 +60,7 @@ def test_named_metric_and_refusals(tmp_path, capsys):
         compare.load_methods([a, other])
     assert len(compare.load_methods([a, other], allow_mixed=True)) == 2
     assert main(["compare", str(tmp_path / "nowhere")]) == 2
-    assert "no config.json" in capsys.readouterr().err
+    assert "nowhere: no such run directory" in capsys.readouterr().err
 
 
 def test_compile_cache_spares_the_second_compile(tmp_path):
@@ -82,3 +85,21 @@ def test_compile_cache_spares_the_second_compile(tmp_path):
         seconds.append(json.loads((out / "results.json").read_text())["compile_seconds"])
     assert any(p.name.startswith("jit_run_chunk") for p in (tmp_path / "cache").iterdir())
     assert seconds[1] < 0.6 * seconds[0], seconds
+
+
+@pytest.mark.parametrize("name, data, fragment", [
+    ("config.json", b"{}", "config.json is damaged or not a jmarl run config: missing keys"),
+    ("results.json", b"[]", "results.json is damaged or not a run's results"),
+    ("results.json", b"\xff\xfe{}", "results.json is damaged: not valid JSON"),
+    ("results.json", b'{"configs": [{"config_id": 0, "returns": "abc"}]}',
+     "results.json is damaged: configuration 0's return values are unreadable"),
+    ("metrics.jsonl", b'{"chunk": 0, "member": 0, "env_steps": 100}\n', "line 1 is not a metrics row (no integer "
+                                                                         "config_id)"),
+    ("metrics.jsonl", b'{"chunk": 0, "mem\n{"chunk": 1}\n', "metrics.jsonl is damaged: line 1 is not a metrics row"),
+])
+def test_damaged_run_files_are_named(name, data, fragment, tmp_path, capsys):
+    a = fake_run(tmp_path / "a")
+    (a / name).write_bytes(data)
+    assert main(["compare", str(a)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(a / name) in err and fragment in err, err

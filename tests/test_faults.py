@@ -20,7 +20,7 @@ import pytest
 from jmarl.tools.cli import main as cli
 from jmarl.train import checkpoint
 from jmarl.train.algorithms import resolve
-from jmarl.train.run import Population, train
+from jmarl.train.run import Population, RunDirectoryError, train
 
 # Tiny budgets: 4 chunks of 4 updates (Q-learning, MADDPG: one env step per update, learning from update 3).
 RUNS = {
@@ -128,6 +128,16 @@ def test_killed_run_resumes_bitwise(algo, when, tmp_path, capsys):
     before = (run_dir / "results.json").read_bytes()
     assert _train(algo, run_dir, resume=True) == json.loads(before)
     assert (run_dir / "results.json").read_bytes() == before
+    # A finished run whose results.json was damaged: named and left as it is; once deleted, a resume recomputes
+    # the final evaluation from the last checkpoint, the same as before.
+    (run_dir / "results.json").write_bytes(before[:100])
+    with pytest.raises(RunDirectoryError, match=r"results.json is damaged: not valid JSON .*delete results.json "
+                                                r"and resume again"):
+        _train(algo, run_dir, resume=True)
+    assert (run_dir / "results.json").read_bytes() == before[:100]
+    (run_dir / "results.json").unlink()
+    again = _train(algo, run_dir, resume=True)
+    assert again["resumed_at_chunk"] == 4 and again["configs"] == json.loads(before)["configs"]
 
 
 def test_divergence_stops_with_exit_3_and_keeps_the_last_finite_checkpoint(tmp_path, capsys):

@@ -195,7 +195,7 @@ def stub_run(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     assert cli(["train", "ippo", "--env", "probe_matrix", "--out", str(run_dir), "--quiet", *SMALL]) == 0
     assert (run_dir / "config.json").exists() and calls == [run_dir]
-    rows = [{"chunk": c, "member": 0, "env_steps": 64 * (c + 1), "eval/return": 1.0} for c in range(4)]
+    rows = [{"chunk": c, "member": 0, "config_id": 0, "env_steps": 64 * (c + 1), "eval/return": 1.0} for c in range(4)]
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return run_dir, calls
 
@@ -308,14 +308,123 @@ def test_damaged_run_files_are_named(stub_run, capsys):
     assert_one_line_error(rc, err, "wrong types: seeds (a str, not a list)")
 
 
+def _row(chunk: int, member: int = 0) -> str:
+    return json.dumps({"chunk": chunk, "member": member, "config_id": 0, "env_steps": 64 * (chunk + 1)})
+
+
 def test_a_torn_last_metrics_line_is_dropped_with_a_warning(tmp_path, capsys):
     path = tmp_path / "metrics.jsonl"
-    path.write_text('{"chunk": 0, "member": 0}\n{"chunk": 1, "member": 0}\n{"chunk": 2, "mem')
+    path.write_text(f'{_row(0)}\n{_row(1)}\n{{"chunk": 2, "mem')
     assert [r["chunk"] for r in read_metrics(path)] == [0, 1]
     assert "dropped the cut-off last line 3" in capsys.readouterr().err
-    path.write_text('{"chunk": 0, "member": 0}\nnot json\n{"chunk": 1, "member": 0}\n')
+    path.write_text(f'{_row(0)}\nnot json\n{_row(1)}\n')
     with pytest.raises(RunDirectoryError, match=r"metrics.jsonl is damaged: line 2 is not a metrics row"):
         read_metrics(path)
+
+
+def test_metrics_rows_are_checked_and_gaps_before_the_resume_point_are_named(tmp_path, capsys):
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(b"\xff\xfe" + _row(0).encode() + b"\n")
+    with pytest.raises(RunDirectoryError, match=r"metrics.jsonl is damaged: not UTF-8 text"):
+        read_metrics(path)
+    path.write_text(_row(0) + "\n" + json.dumps({"chunk": 1, "config_id": 0, "env_steps": 128}) + "\n")
+    with pytest.raises(RunDirectoryError, match=r"line 2 is not a metrics row \(no integer member\)"):
+        read_metrics(path)
+    # Chunk 1's rows lost, and chunk 3's second row cut off: the checkpoint of chunk 2 (resume at 3) covers
+    # chunk 1, which is not recomputed; with the checkpoint of chunk 3, chunk 3 is a gap too.
+    path.write_text("".join(_row(c, m) + "\n" for c in (0, 2) for m in (0, 1)) + _row(3) + "\n" + _row(3, 1)[:20])
+    directory = RunDirectory(tmp_path)
+    directory.check_metrics(3, members=2)
+    err = capsys.readouterr().err
+    assert err.count("warning") == 1 and f"{path} lacks rows of chunk(s) [1], which the checkpoint" in err, err
+    directory.check_metrics(4, members=2)
+    assert "lacks rows of chunk(s) [1, 3]" in capsys.readouterr().err
+    directory.check_metrics(1, members=2)
+    assert capsys.readouterr().err == ""
+
+
+def test_damaged_member_lists_and_saved_settings_are_named(stub_run, capsys):
+    """config.json values that parse but cannot be a run's: named as coming from the file, before anything
+    compiles (each of these used to surface as a bare TypeError or a message about the command line)."""
+    run_dir, calls = stub_run
+    config = run_dir / "config.json"
+    good = json.loads(config.read_text())
+    for damaged, fragment in [({"seeds": ["x"]}, f'{config} is damaged: seeds must hold one int per member, not "x"'),
+                              ({"config_ids": [True]}, "config_ids must hold one int per member, not true"),
+                              ({"member_hparams": ["x"]}, 'member_hparams must hold one dict per member, not "x"'),
+                              ({"config": {**good["config"], "num_envs": "eight"}},
+                               f"--resume {run_dir}, its config.json: ippo: num_envs='eight' is not a valid int"),
+                              ({"member_hparams": [{"lr": "abc"}]},
+                               f"--resume {run_dir}, its config.json: member_hparams[0]: lr='abc' is not a valid")]:
+        config.write_text(json.dumps({**good, **damaged}))
+        rc, _, err = jmarl_cli(capsys, "train", "--resume", run_dir)
+        assert_one_line_error(rc, err, fragment)
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("text, fragment", [('{"configs": [{"config_id"', "is damaged: not valid JSON"),
+                                            ("", "is damaged: not valid JSON"),
+                                            ("[]", "is damaged or not a run's results")])
+def test_a_damaged_results_file_is_named_and_left_alone(stub_run, capsys, text, fragment):
+    """A finished run's results.json, damaged: `--resume` (which would report it as the run's result),
+    `rollout` (which adds to it) and `compare` (which reads it) name it, before anything loads or compiles."""
+    run_dir, calls = stub_run
+    _finish(run_dir)
+    results = run_dir / "results.json"
+    results.write_text(text)
+    capsys.readouterr()
+    rc, out, err = jmarl_cli(capsys, "train", "--resume", run_dir)
+    assert_one_line_error(rc, err, f"{results} {fragment}", "delete results.json and resume again")
+    assert "nothing to do" not in out
+    rc, _, err = jmarl_cli(capsys, "rollout", run_dir)  # checked before the (here missing) checkpoints are read
+    assert_one_line_error(rc, err, f"{results} {fragment}")
+    rc, _, err = jmarl_cli(capsys, "compare", run_dir)
+    assert_one_line_error(rc, err, f"{results} {fragment}")
+    assert results.read_text() == text and len(calls) == 1
+
+
+def test_a_damaged_sweep_plan_is_named(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    out.mkdir()
+    plan = out / "static_sweep.json"
+    plan.write_text('{"algo": "ippo", "env')
+    rc, _, err = jmarl_cli(capsys, "sweep", "--resume", out)
+    assert_one_line_error(rc, err, f"{plan} is damaged: not valid JSON")
+    plan.write_text('{"algo": "ippo"}')
+    rc, _, err = jmarl_cli(capsys, "sweep", "--resume", out)
+    assert_one_line_error(rc, err, f"{plan} is damaged or not a sweep's plan: env, fixed, points, seeds, statics "
+                                   f"missing or of the wrong type")
+
+
+def test_a_damaged_results_store_is_named_and_never_appended_to(tmp_path):
+    from jmarl.tools import reproduce
+
+    store = tmp_path / "results.jsonl"
+    store.write_text('{"run_dir": "a", "mean": 1.0}\n{"run_dir": "b", "me')  # a kill while appending
+    with pytest.raises(ConfigError, match=r"results.jsonl is damaged: line 2 is not a results row .*delete the "
+                                          r"cut-off line"):
+        reproduce.read_rows(store)
+    before = store.read_bytes()
+    with pytest.raises(ConfigError, match=r"its last line is cut off \(no newline\), so the row of c was not"):
+        reproduce.append_row(store, {"run_dir": "c"})
+    assert store.read_bytes() == before  # not glued onto the cut-off line
+    with pytest.raises(ConfigError, match=r"results.jsonl is damaged"):  # refused before anything trains
+        reproduce.reproduce("smoke", out=tmp_path / "out", results_file=store, quiet=True)
+    assert not (tmp_path / "out").exists()
+    store.write_text('{"run_dir": "a"}\n')
+    reproduce.append_row(store, {"run_dir": "c"})
+    assert [r["run_dir"] for r in reproduce.read_rows(store)] == ["a", "c"]
+
+
+def test_saving_over_later_checkpoints_says_so(tmp_path, capsys):
+    """After a resume from an earlier checkpoint, the later (damaged, skipped) ones are replaced: said, not
+    done silently."""
+    from jmarl.train import checkpoint
+
+    (tmp_path / "chunk_000005").mkdir()
+    checkpoint.save(tmp_path, 2, {"a": jnp.zeros(2)}, {}, keep=0)
+    assert "deleting checkpoint(s) chunk_000005 of later chunks" in capsys.readouterr().err
+    assert [c for c, _ in checkpoint.chunk_dirs(tmp_path)] == [2]
 
 
 def test_render_of_a_missing_or_foreign_directory(tmp_path, capsys):

@@ -149,8 +149,7 @@ def _run(args, sweep: bool) -> int:
     if args.resume and (Path(args.resume) / STATIC_SWEEP_FILE).is_file():
         if overrides:
             raise ConfigError(f"--resume {args.resume}: a resumed sweep keeps its own settings; drop KEY=VALUE")
-        plan = json.loads((Path(args.resume) / STATIC_SWEEP_FILE).read_text())
-        return _static_sweep(args, plan, Path(args.resume), resume=True)
+        return _static_sweep(args, _read_plan(Path(args.resume)), Path(args.resume), resume=True)
     if args.resume:
         saved = read_config(args.resume)  # names the file, and what is wrong with it
         _refuse_resume_conflicts(args, saved, overrides, sweep)
@@ -161,7 +160,8 @@ def _run(args, sweep: bool) -> int:
         resolved = ResolvedConfig.from_dict(saved, algorithm=args.algo, trust=args.trust_algorithm,
                                             allow_changed=args.allow_changed, where=f"--resume {args.resume}")
         module = algorithm_module(resolved.algo)
-        hparams = [build(module.Hparams, h, base=resolved.hparams) for h in saved["member_hparams"]]
+        hparams = [build(module.Hparams, h, what=f"--resume {args.resume}, its config.json: member_hparams[{i}]",
+                         base=resolved.hparams) for i, h in enumerate(saved["member_hparams"])]
         pop = Population(hparams, saved["seeds"], saved["config_ids"])
         run_dir = Path(args.resume)
     else:
@@ -207,6 +207,22 @@ def _run(args, sweep: bool) -> int:
 
 
 STATIC_SWEEP_FILE = "static_sweep.json"
+# What a static sweep's plan holds (written by ``_run``), with the types ``_static_sweep`` relies on.
+_PLAN_KEYS = {"algo": str, "env": str, "fixed": dict, "points": list, "statics": list, "seeds": list}
+
+
+def _read_plan(out: Path) -> dict:
+    """The plan of the static sweep in ``out``, checked; a damaged one is named."""
+    from jmarl.train.files import RunDirectoryError, read_json
+
+    path = out / STATIC_SWEEP_FILE
+    plan = read_json(path, "the sweep's plan")
+    wrong = sorted(k for k, t in _PLAN_KEYS.items() if not isinstance(plan, dict) or not isinstance(plan.get(k), t))
+    if wrong or not all(isinstance(x, dict) for x in plan["points"] + plan["statics"]):
+        raise RunDirectoryError(f"{path} is damaged or not a sweep's plan: "
+                                + (f"{', '.join(wrong)} missing or of the wrong type" if wrong
+                                   else "points and statics must be lists of settings"))
+    return plan
 
 
 def _static_sweep(args, plan: dict, out: Path, resume: bool) -> int:
@@ -216,6 +232,7 @@ def _static_sweep(args, plan: dict, out: Path, resume: bool) -> int:
     anything trains; ``--resume out`` skips finished combinations and resumes a cut-short one."""
     from jmarl.core.registry import make
     from jmarl.train.algorithms import algorithm_module, resolve
+    from jmarl.train.files import read_results, write_json
     from jmarl.train.run import Population, best_config, format_results, train
 
     module = algorithm_module(plan["algo"])
@@ -234,7 +251,7 @@ def _static_sweep(args, plan: dict, out: Path, resume: bool) -> int:
             if (out / STATIC_SWEEP_FILE).exists() or any(out.iterdir()):
                 raise ConfigError(f"{out} is not empty: resume the sweep there (`jmarl sweep --resume {out}`) or "
                                   f"choose a new --out")
-            (out / STATIC_SWEEP_FILE).write_text(json.dumps(plan, indent=1))
+            write_json(out / STATIC_SWEEP_FILE, plan)
 
     distributed.from_writer(start, f"starting the sweep in {out}")
     compile_cache(not args.no_compile_cache)
@@ -244,7 +261,7 @@ def _static_sweep(args, plan: dict, out: Path, resume: bool) -> int:
             print(f"jmarl: static combination {i + 1}/{len(combos)} {static}: {len(pop)} run(s) in one program "
                   f"-> {run_dir}")
         if (run_dir / "results.json").is_file():
-            results = json.loads((run_dir / "results.json").read_text())  # finished before: nothing to do
+            results = read_results(run_dir)  # finished before: nothing to do (a damaged file is named)
         else:
             results = train(resolved, pop, run_dir, resume=(run_dir / "config.json").is_file(), quiet=args.quiet,
                             wandb=args.wandb, checkpoint_every=args.checkpoint_every,

@@ -21,6 +21,8 @@ from typing import Sequence
 import numpy as np
 
 from jmarl.core.config import ConfigError
+from jmarl.train.files import (METRICS_FILE, RESULTS_FILE, RunDirectoryError, read_config, read_metrics,
+                               read_results)
 from jmarl.train.plots import save_curves
 from jmarl.train.stats import aggregate
 
@@ -36,15 +38,6 @@ class Method:
     env_kwargs: dict
     scores: np.ndarray  # f64[seeds]: the final evaluation of each seed
     curve_rows: list[dict]  # metrics.jsonl rows of this configuration
-
-
-def _read_json(path: Path, what: str) -> dict:
-    if not path.is_file():
-        raise ConfigError(f"{path.parent}: no {path.name} ({what}); is it a finished jmarl run directory?")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path}: not valid JSON ({e})") from e
 
 
 def _scores(config: dict, metric: str, where: Path) -> np.ndarray:
@@ -74,16 +67,19 @@ def load_methods(run_dirs: Sequence[str | Path], metric: str = "return", allow_m
         raise ConfigError("give at least one run directory")
     methods = []
     for run_dir in map(Path, run_dirs):
-        config = _read_json(run_dir / "config.json", "the run's settings")
-        results = _read_json(run_dir / "results.json", "written when a run finishes")
-        rows = []
-        if (run_dir / "metrics.jsonl").is_file():
-            rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        config = read_config(run_dir)  # each file checked, and named where damaged
+        results = read_results(run_dir)
+        rows = read_metrics(run_dir / METRICS_FILE)
         several = len(results["configs"]) > 1
         for c in results["configs"]:
             label = run_dir.name + (f" [config {c['config_id']}]" if several else "")
+            try:
+                scores = _scores(c, metric, run_dir)
+            except (TypeError, ValueError, KeyError) as e:  # a results.json whose numbers are not numbers
+                raise RunDirectoryError(f"{run_dir / RESULTS_FILE} is damaged: configuration {c['config_id']}'s "
+                                        f"{metric} values are unreadable ({type(e).__name__}: {e})") from None
             methods.append(Method(label, run_dir, c["config_id"], config["env"], config.get("env_kwargs", {}),
-                                  _scores(c, metric, run_dir), [r for r in rows if r["config_id"] == c["config_id"]]))
+                                  scores, [r for r in rows if r["config_id"] == c["config_id"]]))
     envs = {(m.env, json.dumps(m.env_kwargs, sort_keys=True)) for m in methods}
     if len(envs) > 1 and not allow_mixed:
         raise ConfigError(f"the runs are on different environments or env settings {sorted(envs)}: their scores "

@@ -38,6 +38,7 @@ from jmarl.train.algorithms import ResolvedConfig, algorithm_module, implied_ove
 from jmarl.agents.rollout import resolve_objective
 from jmarl.core.config import ConfigError
 from jmarl.core.registry import make
+from jmarl.train.files import METRICS_FILE, read_jsonl, read_metrics
 from jmarl.train.run import machine
 from jmarl.train.stats import aggregate
 from jmarl.algos.ppo import JAXMARL_IPPO_OPTIMISER
@@ -383,7 +384,7 @@ def learning_curve(run_dir: str | Path, metric: str) -> dict:
     """The greedy evaluation after every chunk of a run, from its ``metrics.jsonl``:
     ``{"env_steps": [C] (per seed), "per_seed": [S][C]}`` of ``eval/{metric}`` (``win_rate``, ``return/TEAM``,
     ...)."""
-    rows = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines() if line]
+    rows = read_metrics(Path(run_dir) / METRICS_FILE)
     steps = sorted({r["env_steps"] for r in rows})
     members = sorted({r["member"] for r in rows})
     value = {(r["member"], r["env_steps"]): r.get(f"eval/{metric}", math.nan) for r in rows}
@@ -417,7 +418,8 @@ def reproduce(preset_name: str, *, seeds: int | None = None, steps: int | None =
     out = Path(out or f"runs/reproduce/{preset.name}_{time.strftime('%Y%m%d-%H%M%S')}")
     results_file = Path(results_file)
     rows = []
-    finished = {Path(r["run_dir"]).resolve() for r in read_rows(results_file)} if resume else set()
+    known = read_rows(results_file)  # checked before anything trains: a damaged store is named, not appended to
+    finished = {Path(r["run_dir"]).resolve() for r in known} if resume else set()
     for entry, resolved in zip(entries, resolved_all):
         run_dir = out / entry.name.replace("/", "_")
         if run_dir.resolve() in finished:
@@ -446,17 +448,26 @@ def reproduce(preset_name: str, *, seeds: int | None = None, steps: int | None =
 
 
 def append_row(path: Path, row: dict) -> None:
+    """Append ``row`` to the results store ``path``; refuses (naming it) a store whose last line is cut off,
+    which the new row would be glued onto."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_file() and path.stat().st_size:
+        with open(path, "rb") as f:
+            f.seek(-1, 2)
+            if f.read(1) != b"\n":
+                raise ConfigError(f"{path} is damaged: its last line is cut off (no newline), so the row of "
+                                  f"{row.get('run_dir')} was not appended; {_CUT_OFF}")
     with open(path, "a") as f:
         f.write(json.dumps(row) + "\n")
 
 
+_CUT_OFF = "a kill while appending leaves that: delete the cut-off line and run again with --resume"
+
+
 def read_rows(path: str | Path) -> list[dict]:
-    """Every row of a results store (none if it does not exist yet)."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """Every row of a results store (none if it does not exist yet); raises ConfigError naming the file and
+    line where one is not a row (a JSON object with its ``run_dir``) or the file is not UTF-8."""
+    return read_jsonl(path, {"run_dir": str}, "results row", "error", hint=_CUT_OFF)
 
 
 # ----------------------------------------------------------------------------------------------------

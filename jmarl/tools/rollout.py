@@ -34,7 +34,6 @@ i32[E, T, A] (said on step t; -1 where nothing is said), ``private`` i32[E, T, A
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +47,7 @@ from jmarl.core.messages import MessageState, message_channel
 from jmarl.core.registry import make
 from jmarl.tools.render import cut_episodes, drawable, rollout_arrays, scene
 from jmarl.train.load import Policy, load
-from jmarl.train.files import read_config
+from jmarl.train.files import RESULTS_FILE, read_config, read_results, write_json
 from jmarl.train.stats import aggregate
 
 
@@ -272,16 +271,15 @@ def emergent_report(policy: Policy, params: Any, episodes: int = 64, seed: int =
 
 def write_report(run_dir: str | Path, report: dict) -> Path:
     """Add ``report``'s "communication" and "roles" (and "emergent_episodes") to ``RUN_DIR/results.json``."""
-    path = Path(run_dir) / "results.json"
-    if not path.is_file():
-        raise ConfigError(f"{run_dir}: no results.json (has the run finished?)")
-    results = json.loads(path.read_text())
+    results = read_results(run_dir)  # a damaged one is named, never overwritten
+    path = Path(run_dir) / RESULTS_FILE
     for key in ("communication", "roles"):
         results.pop(key, None)
         if key in report:
             results[key] = report[key]
     results["emergent_episodes"] = report["episodes"]
-    path.write_text(json.dumps(results, indent=1))
+    results["emergent_checkpoint"] = report.get("checkpoint")  # which parameters: the final ones, or a fallback
+    write_json(path, results)
     return path
 
 
@@ -398,12 +396,15 @@ def rollout_run(run_dir: str | Path, episodes: int = 64, out: str | Path | None 
         raise ConfigError(f"--episodes {episodes}: must be at least 1")
     if out is not None and Path(out).suffix != ".npz":
         raise ConfigError(f"--out {out}: trajectories are written as an .npz file")
+    if write_results:
+        read_results(run_dir)  # checked before anything is loaded or played: a damaged one is named
     policy, params = load_members(run_dir, **load_kwargs)
     members = jax.tree.leaves(params)[0].shape[0]
     if not 0 <= member < members:
         raise ConfigError(f"--member {member}: the run in {run_dir} has members 0..{members - 1}")
     normal = member_rollouts(policy, params, episodes, seed)
     report = emergent_report(policy, params, episodes, seed, normal=normal)
+    report["checkpoint"] = None if policy.checkpoint is None else policy.checkpoint.name
     if out is not None:
         data = trajectories(policy.env, jax.tree.map(lambda x: x[member], normal))
         Path(out).parent.mkdir(parents=True, exist_ok=True)

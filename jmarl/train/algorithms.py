@@ -250,7 +250,10 @@ class ResolvedConfig:
         if spec != d["algo"]:  # the run keeps its recorded name; in this process it means the module found
             _LOADED[d["algo"]] = algorithm_module(spec)
         overrides = {**d["config"], **d["hparams"], **{f"env.{k}": v for k, v in d["env_kwargs"].items()}}
-        return resolve(d["algo"], d["env"], overrides, use_preset=False)
+        try:
+            return resolve(d["algo"], d["env"], overrides, use_preset=False)
+        except ConfigError as e:  # say where the settings came from: the run's config.json, not the command line
+            raise ConfigError(f"{where}, its config.json: {e}") from None
 
 
 def split_overrides(module: ModuleType, overrides: Mapping[str, Any], env: str, algo: str):

@@ -78,9 +78,12 @@ def save(root: str | os.PathLike, chunk: int, state: Any, meta: dict, keep: int 
     root = Path(root)
     path = root / f"chunk_{chunk:06d}"
     if distributed.is_writer():
-        for later, old in chunk_dirs(root):
-            if later > chunk:
-                shutil.rmtree(old, ignore_errors=True)
+        later = [old for c, old in chunk_dirs(root) if c > chunk]
+        if later:  # said, not done silently: the resume that skipped them reported why
+            print(f"jmarl: deleting checkpoint(s) {', '.join(p.name for p in later)} of later chunks (skipped at "
+                  f"resume as damaged or partial; recomputed now)", file=sys.stderr)
+        for old in later:
+            shutil.rmtree(old, ignore_errors=True)
         if path.exists():
             shutil.rmtree(path)
     distributed.barrier(f"jmarl checkpoint {chunk}: cleared")

@@ -32,6 +32,7 @@ class Policy(NamedTuple):
     act: Callable[..., tuple[Any, dict]]
     init_hidden: Callable[[int], Any]
     apply: Callable[..., tuple[Any, dict]]
+    checkpoint: Path | None = None  # the checkpoint the parameters came from (RUN/checkpoints/chunk_NNNNNN)
 
 
 def load(run_dir: str | Path, member: int = 0, greedy: bool = True, algorithm: str | None = None,
@@ -76,7 +77,7 @@ def load(run_dir: str | Path, member: int = 0, greedy: bool = True, algorithm: s
     def act(key: jax.Array, timestep: TimeStep, hidden, starts: jax.Array):
         return apply(params, key, timestep, hidden, starts)
 
-    return Policy(env, params, resolved, act, init_hidden, apply)
+    return Policy(env, params, resolved, act, init_hidden, apply, found[0])
 
 
 def _restore_params(path: Path, like: Any) -> Any:

@@ -30,7 +30,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 import jmarl
 from jmarl.train import checkpoint, distributed
 from jmarl.train.files import (CONFIG_FILE, LOCK_FILE, METRICS_FILE, RESULTS_FILE, _CONFIG_KEYS,
-                               RunDirectoryError, read_config, read_metrics)
+                               RunDirectoryError, read_config, read_metrics, read_results, write_json)
 from jmarl.core.wrappers import WithMetrics
 from jmarl.train.algorithms import ResolvedConfig, algorithm_module, metric_function
 from jmarl.core.config import ConfigError, check_ranges
@@ -313,6 +313,18 @@ class RunDirectory:
                 f"(the run stopped before its first checkpoint). Start a new run (--out)")
         return None
 
+    def check_metrics(self, resume_chunk: int, members: int) -> None:
+        """Read ``metrics.jsonl`` before anything compiles (a damaged line is an error naming it), and warn,
+        naming them, of chunks before ``resume_chunk`` that lack a member's row: the checkpoint resumed from
+        covers them, so they are not recomputed and the learning curve has a gap there."""
+        path = self.path / METRICS_FILE
+        have = {(r["chunk"], r["member"]) for r in read_metrics(path, warn=False)}
+        gaps = [c for c in range(resume_chunk) if any((c, m) not in have for m in range(members))]
+        if gaps:
+            print(f"jmarl: warning: {path} lacks rows of chunk(s) {gaps}, which the checkpoint resumed from covers "
+                  f"(the file was damaged): they are not recomputed, and the learning curve has a gap there",
+                  file=sys.stderr)
+
     def keep_metrics_before(self, chunk: int) -> list[dict]:
         """Drop the metric rows of chunk ``chunk`` on (they will be recomputed); returns the rows kept."""
         path = self.path / METRICS_FILE
@@ -422,12 +434,19 @@ def train(resolved: ResolvedConfig, pop: Population, run_dir: str | Path, *, res
         def open_run() -> dict:  # process 0 alone (distributed.from_writer): lock, checks, config.json
             continuing = directory.open(meta, resume, cfg.num_chunks, _setting_defaults(resolved))
             if continuing and directory.finished(cfg.num_chunks):
+                try:  # a damaged one is named, before "nothing to do"
+                    finished = read_results(run_dir)
+                except RunDirectoryError as e:
+                    raise RunDirectoryError(f"{e}. Every chunk is trained: delete {RESULTS_FILE} and resume again "
+                                            f"to recompute the final evaluation from the last checkpoint") from None
                 if not quiet:
                     print(f"jmarl: {run_dir} is finished (all {cfg.num_chunks} chunks trained, {RESULTS_FILE} "
                           f"written); nothing to do, nothing changed")
-                return {"finished": json.loads((run_dir / RESULTS_FILE).read_text())}
+                return {"finished": finished}
             # Where to resume from, found before anything compiles (None: from chunk 0); nothing intact is an error.
             found = directory.resume_point() if continuing else None
+            if found is not None:
+                directory.check_metrics(found[1]["chunk"] + 1, len(pop))
             if continuing and found is None and not quiet:
                 print(f"jmarl: {run_dir} stopped before its first checkpoint: starting from chunk 0")
             return {"found": None if found is None else [str(found[0]), found[1]]}
@@ -682,8 +701,8 @@ def _summarise(run_dir, resolved, pop, final, env, compile_s, train_s, steps, re
                "devices": [str(d) for d in jax.devices()]}
     if not distributed.is_writer():  # in a cluster, process 0 writes the run directory; the others just return
         return results
-    (run_dir / "results.json").write_text(json.dumps(results, indent=1))
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
+    write_json(run_dir / RESULTS_FILE, results)  # atomic: a kill never leaves half a results.json
+    rows = read_metrics(run_dir / METRICS_FILE)
     per_episode = np.where(np.array([i not in gone for i in range(len(pop))])[:, None],
                            np.asarray(final[episodes_key(objective)]), np.nan)
     _export_marl_eval(run_dir, resolved, pop, rows, per_episode, objective_key(objective))
