@@ -103,3 +103,10 @@ def test_damaged_run_files_are_named(name, data, fragment, tmp_path, capsys):
     assert main(["compare", str(a)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(a / name) in err and fragment in err, err
+
+
+def test_a_metric_that_does_not_apply_is_not_called_damage(tmp_path, capsys):
+    a = fake_run(tmp_path / "a")
+    assert main(["compare", str(a), "--metric", "return/wolves"]) == 2
+    err = capsys.readouterr().err
+    assert "has no team 'wolves'" in err and "damaged" not in err, err

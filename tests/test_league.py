@@ -270,7 +270,7 @@ def test_outcomes_credit_the_snapshot_each_group_played():
     ("mpe_tag", dict(schedule="pool", schedule_interval=1, num_minibatches=3),
      r"num_minibatches=3 does not divide a side's 4 envs x num_steps = 16"),
     ("mpe_tag", dict(fixed_teams=("prey",), eval_opponents=("random",)), r"eval_opponents=\['random'\] needs two"),
-    ("mpe_tag", dict(eval_opponents=("bogus",)), r"fixed_policy='bogus' is not valid"),
+    ("mpe_tag", dict(eval_opponents=("bogus",)), r"policy 'bogus' for team '\w+' is not valid \(fixed_policy and eval_opponents"),
 ])
 def test_bad_settings_are_refused_in_one_line(env, overrides, message):
     resolved = resolve("ippo", env, {**TINY, **overrides}, use_preset=False)

@@ -134,7 +134,8 @@ def test_qlearning_fixed_heuristic_team():
 
 def test_config_errors_before_compiling(tmp_path):
     tag = jmarl.make("mpe_tag")
-    with pytest.raises(jmarl.ConfigError, match=r"fixed_policy='heurstic' is not valid.*\['random', 'heuristic'\]"):
+    with pytest.raises(jmarl.ConfigError,
+                       match=r"policy 'heurstic' for team '\w+' is not valid.*\['random', 'heuristic'\]"):
         ppo.make_train(ppo.PPOConfig(fixed_teams=("prey",), fixed_policy="heurstic"), tag)
     with pytest.raises(jmarl.ConfigError, match="needs fixed_teams"):
         ppo.make_train(ppo.PPOConfig(fixed_policy="heuristic"), tag)

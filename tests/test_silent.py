@@ -102,6 +102,25 @@ def test_cli_options_out_of_range(option, fragment, tmp_path, capsys):
     assert_one_line_error(rc, err, fragment)
 
 
+@pytest.mark.parametrize("option, fragment", [(["--episodes", "0"], "--episodes 0: must be at least 1"),
+                                              (["--fps", "0"], "--fps 0.0: must be a positive number"),
+                                              (["--fps", "nan"], "--fps nan: must be a positive number")])
+def test_render_options_out_of_range(option, fragment, tmp_path, capsys):
+    """Checked before an episode is played (they used to fail with a ZeroDivisionError, --fps after drawing)."""
+    rc, _, err = jmarl_cli(capsys, "render", "--env", "probe_matrix", "--out", tmp_path / "a.gif", *option)
+    assert_one_line_error(rc, err, fragment)
+    assert not (tmp_path / "a.gif").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_out_that_is_a_file_is_refused(command, tmp_path, capsys):
+    (tmp_path / "afile").write_text("mine")
+    rc, _, err = jmarl_cli(capsys, command, "ippo", "--env", "probe_matrix", "--out", tmp_path / "afile", "--quiet",
+                           *SMALL, *(["lr=1e-3,2e-3", "num_envs=8,16"] if command == "sweep" else []))
+    assert_one_line_error(rc, err, f"{tmp_path / 'afile'} is a file, not a directory")
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
 def test_python_api_checks_the_same(tmp_path):
     resolved = resolve("ippo", "probe_matrix", {"lr": -1.0})
     with pytest.raises(ConfigError, match=r"member 1, config 1\): lr=-1 is out of range"):
@@ -149,6 +168,9 @@ def test_env_config_errors_name_the_field(tmp_path, capsys):
     (["num_envs=log:8:16", "--samples", "2"], "num_envs=log:8:16: a random range needs a traced hyperparameter"),
     (["lr=abc,1e-3"], "lr='abc' is not a valid float"),
     (["lr=1e-3,-1"], "lr=-1 is out of range"),
+    (["lr=exp:1:2", "--samples", "2"], "lr=exp:1:2: not a value, a grid (lr=A,B) or a random range; random ranges "
+                                       "are written log:LOW:HIGH or uniform:LOW:HIGH"),
+    (["lr=log(0,1)"], "lr=log(0,1): not a value, a grid"),
 ])
 def test_sweep_spec_errors(settings, fragment, tmp_path, capsys):
     rc, _, err = jmarl_cli(capsys, "sweep", "ippo", "--env", "probe_matrix", "--out", tmp_path / "s", "--quiet",
@@ -425,6 +447,9 @@ def test_saving_over_later_checkpoints_says_so(tmp_path, capsys):
     checkpoint.save(tmp_path, 2, {"a": jnp.zeros(2)}, {}, keep=0)
     assert "deleting checkpoint(s) chunk_000005 of later chunks" in capsys.readouterr().err
     assert [c for c, _ in checkpoint.chunk_dirs(tmp_path)] == [2]
+    # A checkpoint named that is not there is said to be missing (not "partial"), beside the ones there are.
+    with pytest.raises(checkpoint.CheckpointError, match=r"chunk_000099: no such directory; .* holds \['chunk_000002'\]"):
+        checkpoint.verify(tmp_path / "chunk_000099")
 
 
 def test_render_of_a_missing_or_foreign_directory(tmp_path, capsys):

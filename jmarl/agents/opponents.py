@@ -99,8 +99,9 @@ def make_opponent(env: Environment, team: str, spec: str) -> Opponent:
         if _run_opponent is None:  # set when jmarl.train loads (every algorithm imports its contract)
             raise ConfigError(f"fixed_policy={spec!r}: loading saved runs needs jmarl.train (import jmarl.train)")
         return _run_opponent(env, team, spec)
-    raise ConfigError(f"fixed_policy={spec!r} is not valid: use one of {[*FIXED_POLICIES, *_REGISTERED]} or the "
-                      f"directory of a saved run (one with a config.json)")
+    raise ConfigError(f"policy {spec!r} for team {team!r} is not valid (fixed_policy and eval_opponents take the "
+                      f"same names): use one of {[*FIXED_POLICIES, *_REGISTERED]} or the directory of a saved run "
+                      f"(one with a config.json)")
 
 
 def random_opponent(env: Environment, team: str) -> Opponent:

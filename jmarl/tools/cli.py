@@ -73,6 +73,9 @@ def _sweep_axes(module, overrides: dict[str, str], samples: int, seed: int):
         if not key.startswith("env.") and key not in hparam_keys and key not in static_keys:
             raise ConfigError(f"unknown key {key!r}.{suggest(key, hparam_keys + static_keys)} Hyperparameters "
                               f"(sweepable): {hparam_keys}; static keys: {static_keys}")
+        if key in hparam_keys and not value.startswith(("log:", "uniform:")) and re.match(r"\s*[A-Za-z_]+\s*[:(]", value):
+            raise ConfigError(f"{key}={value}: not a value, a grid ({key}=A,B) or a random range; random ranges are "
+                              f"written log:LOW:HIGH or uniform:LOW:HIGH")
         if not swept:
             fixed[key] = value
         elif key not in hparam_keys:
@@ -246,6 +249,8 @@ def _static_sweep(args, plan: dict, out: Path, resume: bool) -> int:
     from jmarl.train import distributed
 
     def start() -> None:  # process 0 alone in a cluster: the others would see its plan file and refuse
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"{out} is a file, not a directory: choose a directory for the sweep (--out)")
         out.mkdir(parents=True, exist_ok=True)
         if not resume:
             if (out / STATIC_SWEEP_FILE).exists() or any(out.iterdir()):
@@ -388,6 +393,10 @@ def _render(args) -> int:
     if args.run_dir and "=" in args.run_dir and not Path(args.run_dir).exists():  # argparse took KEY=VALUE
         args.overrides, args.run_dir = [args.run_dir, *args.overrides], None
     overrides = _parse_overrides(args.overrides)
+    if args.episodes < 1:
+        raise ConfigError(f"--episodes {args.episodes}: must be at least 1")
+    if not 0 < args.fps < float("inf"):
+        raise ConfigError(f"--fps {args.fps}: must be a positive number of frames per second")
     if args.run_dir:
         if args.env or overrides:
             raise ConfigError("a run is rendered on the environment it was trained on; drop --env and KEY=VALUE")

@@ -75,6 +75,8 @@ def load_methods(run_dirs: Sequence[str | Path], metric: str = "return", allow_m
             label = run_dir.name + (f" [config {c['config_id']}]" if several else "")
             try:
                 scores = _scores(c, metric, run_dir)
+            except ConfigError:  # the metric or team does not apply to this run: its own message
+                raise
             except (TypeError, ValueError, KeyError) as e:  # a results.json whose numbers are not numbers
                 raise RunDirectoryError(f"{run_dir / RESULTS_FILE} is damaged: configuration {c['config_id']}'s "
                                         f"{metric} values are unreadable ({type(e).__name__}: {e})") from None

@@ -108,6 +108,9 @@ def verify(path: str | os.PathLike) -> dict:
     """Return the checkpoint's metadata, or raise CheckpointError if it is partial or damaged."""
     path = Path(path)
     manifest_path = path / MANIFEST
+    if not path.is_dir():
+        held = [p.name for _, p in chunk_dirs(path.parent)]
+        raise CheckpointError(f"checkpoint {path}: no such directory" + (f"; {path.parent} holds {held}" if held else ""))
     if not manifest_path.exists():
         raise CheckpointError(f"checkpoint {path} is partial: no {MANIFEST} (the run stopped while saving)")
     try:

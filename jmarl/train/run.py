@@ -210,6 +210,8 @@ class RunDirectory:
     # --- the lock ------------------------------------------------------------------------------------
     def lock(self) -> None:
         """Take the directory's lock or raise RunDirectoryError naming the process that holds it."""
+        if self.path.exists() and not self.path.is_dir():
+            raise RunDirectoryError(f"{self.path} is a file, not a directory: choose a run directory (--out)")
         self.path.mkdir(parents=True, exist_ok=True)
         lock_path = self.path / LOCK_FILE
         try:
