@@ -171,6 +171,9 @@ def test_env_config_errors_name_the_field(tmp_path, capsys):
     (["lr=exp:1:2", "--samples", "2"], "lr=exp:1:2: not a value, a grid (lr=A,B) or a random range; random ranges "
                                        "are written log:LOW:HIGH or uniform:LOW:HIGH"),
     (["lr=log(0,1)"], "lr=log(0,1): not a value, a grid"),
+    (["lr=1e-3,,3e-3"], "lr=1e-3,,3e-3: an empty entry in the grid"),  # it used to train 2 configs silently
+    (["lr=,"], "lr=,: an empty entry in the grid"),
+    (["num_envs=8,"], "num_envs=8,: an empty entry in the grid"),
 ])
 def test_sweep_spec_errors(settings, fragment, tmp_path, capsys):
     rc, _, err = jmarl_cli(capsys, "sweep", "ippo", "--env", "probe_matrix", "--out", tmp_path / "s", "--quiet",

@@ -76,19 +76,20 @@ def _sweep_axes(module, overrides: dict[str, str], samples: int, seed: int):
         if key in hparam_keys and not value.startswith(("log:", "uniform:")) and re.match(r"\s*[A-Za-z_]+\s*[:(]", value):
             raise ConfigError(f"{key}={value}: not a value, a grid ({key}=A,B) or a random range; random ranges are "
                               f"written log:LOW:HIGH or uniform:LOW:HIGH")
+        if swept and "," in value and not all(v.strip() for v in value.split(",")):
+            raise ConfigError(f"{key}={value}: an empty entry in the grid; list the values to sweep between commas, "
+                              f"e.g. {key}=A,B")
         if not swept:
             fixed[key] = value
         elif key not in hparam_keys:
             if value.startswith(("log:", "uniform:")):
                 raise ConfigError(f"{key}={value}: a random range needs a traced hyperparameter ({hparam_keys}); a "
                                   f"static or env key is swept over a grid ({key}=A,B), one program per value")
-            statics[key] = [v for v in value.split(",") if v.strip()]
+            statics[key] = value.split(",")
         elif value.startswith(("log:", "uniform:")):
             randoms[key] = _parse_range(key, value)
         else:
-            grid[key] = [v for v in value.split(",") if v.strip()]
-            if not grid[key]:
-                raise ConfigError(f"{key}={value}: no values to sweep (give e.g. {key}=1e-3,3e-3)")
+            grid[key] = value.split(",")
     if randoms and not samples:
         raise ConfigError(f"random ranges for {sorted(randoms)} need --samples N (the number of draws)")
     if samples and not randoms:
