@@ -73,7 +73,8 @@ def _sweep_axes(module, overrides: dict[str, str], samples: int, seed: int):
         if not key.startswith("env.") and key not in hparam_keys and key not in static_keys:
             raise ConfigError(f"unknown key {key!r}.{suggest(key, hparam_keys + static_keys)} Hyperparameters "
                               f"(sweepable): {hparam_keys}; static keys: {static_keys}")
-        if key in hparam_keys and not value.startswith(("log:", "uniform:")) and re.match(r"\s*[A-Za-z_]+\s*[:(]", value):
+        mistyped_range = re.match(r"\s*[A-Za-z_]+\s*[:(]", value) and not value.startswith(("log:", "uniform:"))
+        if key in hparam_keys and mistyped_range:
             raise ConfigError(f"{key}={value}: not a value, a grid ({key}=A,B) or a random range; random ranges are "
                               f"written log:LOW:HIGH or uniform:LOW:HIGH")
         if swept and "," in value and not all(v.strip() for v in value.split(",")):

@@ -20,6 +20,7 @@ from typing import Any
 import jax
 
 from jmarl.train import distributed
+from jmarl.train.files import write_json
 
 MANIFEST = "jmarl_manifest.json"
 
@@ -95,9 +96,7 @@ def save(root: str | os.PathLike, chunk: int, state: Any, meta: dict, keep: int 
     distributed.barrier(f"jmarl checkpoint {chunk}: written")  # every process's shards are on disk
     if distributed.is_writer():
         manifest = {"files": _files(path), "meta": {**meta, "chunk": chunk}}
-        tmp = path / (MANIFEST + ".tmp")
-        tmp.write_text(json.dumps(manifest, indent=1))
-        os.replace(tmp, path / MANIFEST)  # atomic: a manifest exists only for a complete checkpoint
+        write_json(path / MANIFEST, manifest)  # atomic: a manifest exists only for a complete checkpoint
         for _, old in chunk_dirs(root)[:-keep] if keep > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
     distributed.barrier(f"jmarl checkpoint {chunk}: manifest")
@@ -110,7 +109,8 @@ def verify(path: str | os.PathLike) -> dict:
     manifest_path = path / MANIFEST
     if not path.is_dir():
         held = [p.name for _, p in chunk_dirs(path.parent)]
-        raise CheckpointError(f"checkpoint {path}: no such directory" + (f"; {path.parent} holds {held}" if held else ""))
+        raise CheckpointError(f"checkpoint {path}: no such directory"
+                              + (f"; {path.parent} holds {held}" if held else ""))
     if not manifest_path.exists():
         raise CheckpointError(f"checkpoint {path} is partial: no {MANIFEST} (the run stopped while saving)")
     try:

@@ -288,9 +288,7 @@ class RunDirectory:
             if stale:
                 print(f"jmarl: removed {len(stale)} unfinished checkpoint director{'y' if len(stale) == 1 else 'ies'} "
                       f"(a save was killed): {', '.join(p.name for p in stale)}", file=sys.stderr)
-            tmp = self.path / (CONFIG_FILE + ".tmp")
-            tmp.write_text(json.dumps(meta, indent=1))
-            os.replace(tmp, self.path / CONFIG_FILE)  # atomic: a kill leaves the old file or the new, never half
+            write_json(self.path / CONFIG_FILE, meta)  # atomic: a kill leaves the old file or the new, never half
         return has_run
 
     def finished(self, num_chunks: int) -> bool:
