@@ -203,6 +203,8 @@ def test_bad_input_before_compiling(runs, tmp_path, capsys, monkeypatch):
         (["crossplay", str(tmp_path)], "neither a run directory"),
         (["exploit", str(run), "--team", "wolves", "--steps", "64"], "'wolves' is not a team of test_duel"),
         (["exploit", str(other), "--team", "runners", "--steps", "64"], "'runners' is not a team of mpe_adversary"),
+        (["exploit", str(run), "--team", "runners", "--steps", "0"], "--steps 0: must be at least 1"),
+        (["exploit", str(run), "--team", "runners", "--steps", "64", "--episodes", "0"], "--episodes 0: must be"),
         (["exploit", runs[1]["best_response_run"], "--team", "runners", "--steps", "64"],
          "team 'runners' did not learn in that run; its learning teams are ['hunters']"),
         (["crossplay", str(run), "--win", "wolves:return/runners>0"], "not a team of the game"),

@@ -12,7 +12,7 @@ import pytest
 
 import jmarl
 from jmarl import AutoReset, Box, ConfigError, Discrete, EpisodeStats
-from jmarl.core.config import build, describe_fields
+from jmarl.core.config import build
 from jmarl.core.registry import _REGISTRY
 from jmarl.core.wrappers import team_episode_return
 from tiny_env import GO, NAME, STOP, Counter
@@ -55,7 +55,7 @@ def test_make_unknown_kwarg_names_it_and_lists_valid_keys(registered):
         jmarl.make(registered, max_step=3)
     message = str(err.value)
     assert "Did you mean ['max_steps']" in message
-    assert "max_steps: int = 4" in message and "scale: float = 1.0" in message
+    assert "Valid keys: ['max_steps', 'scale'," in message and "'messages'" in message and "\n" not in message
 
 
 def test_make_ill_typed_kwarg_names_it(registered):
@@ -122,7 +122,7 @@ def test_build_rejects_ill_typed_values(key, value, pattern):
 def test_build_unknown_key_base_and_required():
     with pytest.raises(ConfigError, match="knobs: unknown key 'nm_envs'.*Did you mean") as err:
         build(Knobs, {"nm_envs": 3}, what="knobs")
-    assert "num_envs: int = 4" in str(err.value) and "layers: tuple[int, ...] = (64, 64)" in str(err.value)
+    assert "\n" not in str(err.value) and "'num_envs'" in str(err.value) and "'layers'" in str(err.value)
     base = Knobs(num_envs=16, lr=0.1)
     assert build(Knobs, {"lr": "0.2"}, base=base) == Knobs(num_envs=16, lr=0.2)
     assert build(Knobs) == Knobs()
@@ -131,9 +131,8 @@ def test_build_unknown_key_base_and_required():
     class Needs:
         size: int
 
-    with pytest.raises(ConfigError, match=r"missing required keys \['size'\]"):
+    with pytest.raises(ConfigError, match=r"missing required keys \['size'\]. Valid keys: \['size'\]$"):
         build(Needs, {})
-    assert "size: int = '(required)'" in describe_fields(Needs)
 
 
 # --------------------------------------------------------------------------------------------------

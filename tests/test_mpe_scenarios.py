@@ -363,7 +363,7 @@ def test_bad_config_and_actions_raise_before_compiling(name: str):
 
 
 def test_world_comm_needs_a_leader_and_a_follower():
-    with pytest.raises(ValueError, match="num_adversaries >= 2"):
+    with pytest.raises(ValueError, match="num_adversaries must be at least 2"):
         jmarl.make("mpe_world_comm", num_adversaries=1)
 
 

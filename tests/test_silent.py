@@ -153,6 +153,41 @@ def test_env_config_errors_name_the_field(tmp_path, capsys):
     assert_one_line_error(rc, err, "Did you mean ['mpe_spread'")
 
 
+@pytest.mark.parametrize("env, setting, fragment", [
+    ("mpe_spread", "num_agents=0", "num_agents must be at least 1, got 0"),
+    ("mpe_spread", "max_steps=0", "max_steps must be at least 1, got 0"),  # was accepted: every step truncated
+    ("mpe_world_comm", "num_adversaries=1", "num_adversaries must be at least 2, got 1"),
+    ("smax", "map_size=0", "map_size must be positive, got 0.0"),  # was accepted
+    ("smax", "step_seconds=-1", "step_seconds must be positive, got -1.0"),  # was accepted
+])
+def test_env_config_errors_say_what_is_valid(env, setting, fragment, tmp_path, capsys):
+    rc, _, err = jmarl_cli(capsys, "train", "ippo", "--env", env, "--out", tmp_path / "r", f"env.{setting}")
+    assert_one_line_error(rc, err, f"environment {env!r}: {setting.split('=')[0]}=", fragment)
+    assert "Config(" not in err and len(err.strip().splitlines()) == 1, err  # not the whole config dumped
+
+
+def test_unknown_key_is_one_line_with_where_every_key_is_listed(capsys):
+    rc, _, err = jmarl_cli(capsys, "train", "ippo", "--env", "probe_matrix", "lrr=1e-3")
+    assert_one_line_error(rc, err, "unknown key 'lrr'. Did you mean ['lr']", "'num_envs'", "'gamma'",
+                          "`jmarl config ippo --env probe_matrix`")
+    assert len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["train", "ippo", "--seeds", "x"], "jmarl train: error: argument --seeds: invalid int value: 'x'"),
+    (["train", "ippo", "--wandb", "x"], "jmarl train: error: argument --wandb: invalid choice: 'x'"),
+    (["train", "ippo", "--bogus"], "jmarl train: error: unrecognised arguments ['--bogus']"),
+    (["frobnicate"], "jmarl: error: argument command: invalid choice: 'frobnicate'"),
+    (["compare"], "jmarl compare: error: the following arguments are required: runs"),
+])
+def test_argument_errors_are_one_line_not_the_usage_block(argv, fragment, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and fragment in err and "--help` lists the options" in err, err
+    assert len(err.strip().splitlines()) == 1 and "usage:" not in err, err
+
+
 # --------------------------------------------------------------------------------------------------
 # Sweep specs: the key named, typos suggested, --samples needs a range
 # --------------------------------------------------------------------------------------------------

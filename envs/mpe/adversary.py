@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from jmarl.core.config import require_at_least
 from jmarl.envs.mpe.core import DEFAULT_ACCEL, Geometry, MPEEnv, MPEState, World, steer, uniform
 
 AGENT_SIZE, LANDMARK_SIZE = 0.15, 0.08
@@ -53,8 +54,7 @@ class SimpleAdversary(MPEEnv):
     def __init__(self, config: Config = Config()) -> None:
         super().__init__(config)
         na, ng = config.num_adversaries, config.num_good
-        if na < 1 or ng < 1:
-            raise ValueError(f"mpe_adversary: needs at least one adversary and one good agent, got {config}")
+        require_at_least("mpe_adversary", config, num_adversaries=1, num_good=1)
         n = na + ng
         self.world = World(agent_size=(AGENT_SIZE,) * n, landmark_size=(LANDMARK_SIZE,) * ng,
                            agent_accel=(DEFAULT_ACCEL,) * n)

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from jmarl.core.config import require_at_least
 from jmarl.core.env import Environment, Team, TimeStep
 from jmarl.core.scene import Scene
 from jmarl.core.spaces import Box, Discrete
@@ -308,6 +309,7 @@ class MPEEnv(Environment[MPEState]):
     comm_receivers: tuple[str, ...] = ()
 
     def __init__(self, config) -> None:
+        require_at_least(self.name, config, max_steps=1)
         self.config = config
 
     # --- what a scenario defines -------------------------------------------------------------------

@@ -28,6 +28,7 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
+from jmarl.core.config import require_at_least
 from jmarl.envs.mpe.core import DEFAULT_ACCEL, DIM_C, Geometry, MPEEnv, MPEState, World, steer, uniform_positions
 
 AGENT_SIZE = 0.15
@@ -51,8 +52,9 @@ class SimpleSpread(MPEEnv):
         super().__init__(config)
         n = config.num_agents
         num_landmarks = n if config.num_landmarks is None else config.num_landmarks
-        if n < 1 or num_landmarks < 0 or not 0.0 <= config.local_ratio <= 1.0:
-            raise ValueError(f"mpe_spread: invalid config {config}")
+        require_at_least("mpe_spread", config, num_agents=1, num_landmarks=0)
+        if not 0.0 <= config.local_ratio <= 1.0:
+            raise ValueError(f"mpe_spread: local_ratio must be in [0, 1], got {config.local_ratio}")
         self.world = World(
             agent_size=(AGENT_SIZE,) * n,
             landmark_size=(LANDMARK_SIZE,) * num_landmarks,

@@ -30,6 +30,7 @@ import numpy as np
 
 from flax import struct
 
+from jmarl.core.config import require_at_least
 from jmarl.core.env import TimeStep
 from jmarl.envs.mpe.core import (Geometry, MPEEnv, MPEState, World, drop_diagonal, geometry, steer,
                                  uniform_positions)
@@ -69,8 +70,7 @@ class SimpleTag(MPEEnv):
     def __init__(self, config: Config = Config()) -> None:
         super().__init__(config)
         na, ng = config.num_adversaries, config.num_good
-        if na < 1 or ng < 1 or config.num_obstacles < 0:
-            raise ValueError(f"mpe_tag: needs at least one adversary and one prey, got {config}")
+        require_at_least("mpe_tag", config, num_adversaries=1, num_good=1, num_obstacles=0)
         self.world = World(
             agent_size=(ADVERSARY_SIZE,) * na + (PREY_SIZE,) * ng,
             landmark_size=(OBSTACLE_SIZE,) * config.num_obstacles,

@@ -44,6 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jmarl.core.config import require_at_least
 from jmarl.core.scene import Scene
 from jmarl.envs.mpe.core import (CommState, Geometry, MPEEnv, World, contact_distance, drop_diagonal,
                                  steer, uniform_positions)
@@ -83,9 +84,9 @@ class SimpleWorldComm(MPEEnv):
     def __init__(self, config: Config = Config()) -> None:
         super().__init__(config)
         na, ng = config.num_adversaries, config.num_good
-        if na < 2 or ng < 1 or config.num_food < 1 or config.num_obstacles < 0 or config.num_forests < 0:
-            raise ValueError("mpe_world_comm: needs a leader and at least one more adversary (num_adversaries >= 2), "
-                             f"a prey and a food; got {config}")
+        # A leader and at least one more adversary, a prey and a food.
+        require_at_least("mpe_world_comm", config, num_adversaries=2, num_good=1, num_food=1, num_obstacles=0,
+                         num_forests=0)
         n = na + ng
         lo, lf, lr = config.num_obstacles, config.num_food, config.num_forests
         self.world = World(

@@ -71,7 +71,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jmarl.core.config import ConfigError
+from jmarl.core.config import ConfigError, require_at_least
 from jmarl.core.env import Environment, Team, TimeStep
 from jmarl.core.scene import Scene
 from jmarl.envs.smax.heuristic import EAST, NORTH, NUM_MOVES, SOUTH, STOP, WEST, heuristic_actions
@@ -147,8 +147,10 @@ class SMAX(Environment[SMAXState]):
 
     def __init__(self, config: Config | None = None):
         self.config = config = config or SMAX.Config()
-        if config.micro_ticks < 1 or config.max_steps < 1:
-            raise ValueError(f"smax: micro_ticks and max_steps must be positive, got {config}")
+        require_at_least("smax", config, micro_ticks=1, max_steps=1)
+        for name in ("step_seconds", "map_size"):
+            if not getattr(config, name) > 0:
+                raise ValueError(f"smax: {name} must be positive, got {getattr(config, name)}")
         self.scenario = get_scenario(config.scenario)
         if config.mirror and config.enemy != "learning":
             raise ConfigError(f"smax: mirror=True mirrors the learning enemies' frame, so it needs enemy='learning' "

@@ -33,17 +33,6 @@ def field_types(cls) -> dict[str, Any]:
     return _field_types(cls)
 
 
-def describe_fields(cls) -> str:
-    """One line per field: ``name: type = default``."""
-    lines = []
-    for f in dataclasses.fields(cls):
-        tp = _field_types(cls)[f.name]
-        name = type_name(tp)
-        default = f.default if f.default is not dataclasses.MISSING else "(required)"
-        lines.append(f"  {f.name}: {name} = {default!r}")
-    return "\n".join(lines)
-
-
 def _coerce(value: Any, tp: Any, key: str, what: str) -> Any:
     """Return ``value`` as type ``tp`` (parsing strings from the command line) or raise ConfigError."""
     origin = typing.get_origin(tp)
@@ -110,15 +99,25 @@ def build(cls: type[C], overrides: Mapping[str, Any] | None = None, what: str | 
         if key not in types:
             close = difflib.get_close_matches(key, types, n=3)
             hint = f" Did you mean {close}?" if close else ""
-            raise ConfigError(f"{what}: unknown key {key!r}.{hint} Valid keys:\n{describe_fields(cls)}")
+            raise ConfigError(f"{what}: unknown key {key!r}.{hint} Valid keys: {list(types)}")
         clean[key] = _coerce(value, types[key], key, what)
     if base is not None:
         return dataclasses.replace(base, **clean)
     missing = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING
                and f.default_factory is dataclasses.MISSING and f.name not in clean]
     if missing:
-        raise ConfigError(f"{what}: missing required keys {missing}. Valid keys:\n{describe_fields(cls)}")
+        raise ConfigError(f"{what}: missing required keys {missing}. Valid keys: {list(types)}")
     return cls(**clean)
+
+
+def require_at_least(what: str, config: Any, **least: int) -> None:
+    """Raise ValueError naming the first field of ``config`` below its least valid value, e.g.
+    ``require_at_least("mpe_tag", config, num_adversaries=1, num_obstacles=0)`` ->
+    ``mpe_tag: num_adversaries must be at least 1, got 0`` (an environment's own check of its config)."""
+    for name, low in least.items():
+        value = getattr(config, name)
+        if value is not None and value < low:
+            raise ValueError(f"{what}: {name} must be at least {low}, got {value}")
 
 
 def suggest(key: str, valid: Iterable[str]) -> str:

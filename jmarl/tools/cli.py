@@ -728,8 +728,16 @@ def _one_line(e: BaseException) -> str:
         f"{type(e).__name__}: {text.splitlines()[0] if text else ''}")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors as one line (what was wrong, and where the valid options are listed) instead
+    of the usage block; the subcommands' parsers are of this class too."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the options)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jmarl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="jmarl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_ in [("train", "train one configuration"), ("sweep", "sweep hyperparameters x seeds in one program")]:
         p = sub.add_parser(name, help=help_)
@@ -784,7 +792,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args, extra = parser.parse_known_args(argv)
         unknown = [t for t in extra if t.startswith("-") or "=" not in t]
         if unknown:
-            parser.error(f"unrecognised arguments {unknown}; settings are given as KEY=VALUE")
+            parser.exit(2, f"jmarl {args.command}: error: unrecognised arguments {unknown}; settings are given as "
+                           f"KEY=VALUE (`jmarl {args.command} --help` lists the options)\n")
         args.overrides = extra
         # Join a cluster first: importing an environment may already touch a device.
         silent = args.command in ("train", "sweep", "reproduce") and _join_cluster(args)

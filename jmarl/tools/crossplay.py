@@ -435,8 +435,9 @@ def exploit(run: str | Path, team: str, steps: int, out: str | Path, episodes: i
     run = Path(run)
     if not (run / "config.json").is_file():
         raise ConfigError(f"{run}: not a run directory (no config.json); exploit takes a run's directory")
-    if steps < 1 or episodes < 1:
-        raise ConfigError(f"--steps {steps} and --episodes {episodes} must be at least 1")
+    for option, value in (("--steps", steps), ("--episodes", episodes)):
+        if value < 1:
+            raise ConfigError(f"{option} {value}: must be at least 1")
     meta = read_config(run)
     saved = ResolvedConfig.from_dict(meta, algorithm if algorithm and algorithm == meta["algo"] else None, trust,
                                      allow_changed, where=f"the run in {run}")

@@ -33,7 +33,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Mapping
 
-from jmarl.core.config import ConfigError, build, describe_fields
+from jmarl.core.config import ConfigError, build, suggest
 from jmarl.core.registry import env_class, env_config_class
 from jmarl.train.contract import check_algorithm
 
@@ -265,20 +265,21 @@ def split_overrides(module: ModuleType, overrides: Mapping[str, Any], env: str, 
     for key, value in overrides.items():
         if key.startswith("env."):
             if key[4:] not in env_keys:
-                raise ConfigError(f"environment {env!r}: unknown key {key[4:]!r}. Valid env.* keys: {sorted(env_keys)}")
+                raise ConfigError(f"environment {env!r}: unknown key {key[4:]!r}.{suggest(key[4:], env_keys)} "
+                                  f"Valid env.* keys: {sorted(env_keys)}")
             env_kwargs[key[4:]] = value
         elif key in static_keys:
             static[key] = value
         elif key in hparam_keys:
             hparams[key] = value
         else:
-            valid = sorted(static_keys | hparam_keys)
-            close = difflib.get_close_matches(key, valid, n=3)
-            hint = f" Did you mean {close}?" if close else ""
+            hint = suggest(key, sorted(static_keys | hparam_keys))
+            static_names = [f.name for f in dataclasses.fields(module.Config)]
+            hparam_names = [f.name for f in dataclasses.fields(module.Hparams)]
             raise ConfigError(
-                f"{algo}: unknown key {key!r}.{hint}\nStatic config (fixes shapes):\n{describe_fields(module.Config)}\n"
-                f"Traced hyperparameters (sweepable):\n{describe_fields(module.Hparams)}\n"
-                f"Environment keys as env.KEY: {sorted(env_keys)}")
+                f"{algo}: unknown key {key!r}.{hint} Static config (fixes shapes): {static_names}; traced "
+                f"hyperparameters (sweepable): {hparam_names}; environment keys as env.KEY: {sorted(env_keys)}. "
+                f"`jmarl config {algo} --env {env}` shows each with its type and default")
     return static, hparams, env_kwargs
 
 
