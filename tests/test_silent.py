@@ -166,8 +166,9 @@ def test_env_config_errors_say_what_is_valid(env, setting, fragment, tmp_path, c
     assert "Config(" not in err and len(err.strip().splitlines()) == 1, err  # not the whole config dumped
 
 
-def test_unknown_key_is_one_line_with_where_every_key_is_listed(capsys):
-    rc, _, err = jmarl_cli(capsys, "train", "ippo", "--env", "probe_matrix", "lrr=1e-3")
+@pytest.mark.parametrize("command, setting", [("train", "lrr=1e-3"), ("sweep", "lrr=1e-3,2e-3")])
+def test_unknown_key_is_one_line_with_where_every_key_is_listed(command, setting, capsys):
+    rc, _, err = jmarl_cli(capsys, command, "ippo", "--env", "probe_matrix", setting)
     assert_one_line_error(rc, err, "unknown key 'lrr'. Did you mean ['lr']", "'num_envs'", "'gamma'",
                           "`jmarl config ippo --env probe_matrix`")
     assert len(err.strip().splitlines()) == 1, err

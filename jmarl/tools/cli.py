@@ -45,7 +45,7 @@ def _parse_overrides(tokens: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def _sweep_axes(module, overrides: dict[str, str], samples: int, seed: int):
+def _sweep_axes(module, overrides: dict[str, str], samples: int, seed: int, algo: str, env: str):
     """Split overrides into fixed ones, swept hyperparameters and swept static settings; return (fixed, list of
     hparam dicts, list of static dicts).
 
@@ -60,6 +60,8 @@ def _sweep_axes(module, overrides: dict[str, str], samples: int, seed: int):
     import dataclasses
     import typing
 
+    from jmarl.train.algorithms import unknown_key
+
     hparam_keys = [f.name for f in dataclasses.fields(module.Hparams)]
     static_keys = [f.name for f in dataclasses.fields(module.Config)]
     hints = typing.get_type_hints(module.Config)
@@ -71,8 +73,7 @@ def _sweep_axes(module, overrides: dict[str, str], samples: int, seed: int):
     for key, value in overrides.items():
         swept = ("," in value and key not in tuple_keys) or value.startswith(("log:", "uniform:"))
         if not key.startswith("env.") and key not in hparam_keys and key not in static_keys:
-            raise ConfigError(f"unknown key {key!r}.{suggest(key, hparam_keys + static_keys)} Hyperparameters "
-                              f"(sweepable): {hparam_keys}; static keys: {static_keys}")
+            raise unknown_key(module, key, algo, env)
         mistyped_range = re.match(r"\s*[A-Za-z_]+\s*[:(]", value) and not value.startswith(("log:", "uniform:"))
         if key in hparam_keys and mistyped_range:
             raise ConfigError(f"{key}={value}: not a value, a grid ({key}=A,B) or a random range; random ranges are "
@@ -173,7 +174,7 @@ def _run(args, sweep: bool) -> int:
         if not args.algo or not args.env:
             raise ConfigError("give an algorithm and --env, e.g. `jmarl train ippo --env mpe_spread`")
         module = algorithm_module(args.algo)
-        fixed, points, statics = (_sweep_axes(module, overrides, args.samples, args.seed) if sweep
+        fixed, points, statics = (_sweep_axes(module, overrides, args.samples, args.seed, args.algo, args.env) if sweep
                                   else (overrides, [{}], [{}]))
         if statics != [{}]:
             name = Path(args.algo).stem if args.algo.endswith(".py") else args.algo.rsplit(".", 1)[-1]

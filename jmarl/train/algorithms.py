@@ -256,6 +256,17 @@ class ResolvedConfig:
             raise ConfigError(f"{where}, its config.json: {e}") from None
 
 
+def unknown_key(module: ModuleType, key: str, algo: str, env: str) -> ConfigError:
+    """The error for a setting that is none of ``module``'s static or hyperparameter keys: close matches, every
+    valid key on one line, and the command that shows each with its type and default."""
+    static = [f.name for f in dataclasses.fields(module.Config)]
+    hparams = [f.name for f in dataclasses.fields(module.Hparams)]
+    env_keys = sorted(f.name for f in dataclasses.fields(env_config_class(env)))
+    return ConfigError(f"{algo}: unknown key {key!r}.{suggest(key, static + hparams)} Static config (fixes shapes): "
+                       f"{static}; traced hyperparameters (sweepable): {hparams}; environment keys as env.KEY: "
+                       f"{env_keys}. `jmarl config {algo} --env {env}` shows each with its type and default")
+
+
 def split_overrides(module: ModuleType, overrides: Mapping[str, Any], env: str, algo: str):
     """Sort ``key=value`` overrides into static config, hyperparameters and ``env.*`` kwargs."""
     static_keys = {f.name for f in dataclasses.fields(module.Config)}
@@ -273,13 +284,7 @@ def split_overrides(module: ModuleType, overrides: Mapping[str, Any], env: str, 
         elif key in hparam_keys:
             hparams[key] = value
         else:
-            hint = suggest(key, sorted(static_keys | hparam_keys))
-            static_names = [f.name for f in dataclasses.fields(module.Config)]
-            hparam_names = [f.name for f in dataclasses.fields(module.Hparams)]
-            raise ConfigError(
-                f"{algo}: unknown key {key!r}.{hint} Static config (fixes shapes): {static_names}; traced "
-                f"hyperparameters (sweepable): {hparam_names}; environment keys as env.KEY: {sorted(env_keys)}. "
-                f"`jmarl config {algo} --env {env}` shows each with its type and default")
+            raise unknown_key(module, key, algo, env)
     return static, hparams, env_kwargs
 
 
