@@ -117,6 +117,10 @@ def test_list(capsys):
     for preset in reproduce.REPRODUCTION_PRESETS.values():
         assert f"{preset.name}:" in out and all(e.name in out for e in preset.entries)
     assert "ippo_ff_mpe.yaml" in out
+    assert main(["reproduce", "smoke", "--list"]) == 0  # one preset: it alone
+    out = capsys.readouterr().out
+    assert out.startswith("smoke:") and "jaxmarl_mpe" not in out
+    assert main(["reproduce", "smok", "--list"]) == 2 and "unknown preset 'smok'" in capsys.readouterr().err
 
 
 def test_budgets_are_written_in_scientific_notation():

@@ -187,6 +187,9 @@ def test_argument_errors_are_one_line_not_the_usage_block(argv, fragment, capsys
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and fragment in err and "--help` lists the options" in err, err
     assert len(err.strip().splitlines()) == 1 and "usage:" not in err, err
+    rc, out, err = jmarl_cli(capsys, "config")  # handled before argparse: the same one line, no usage block
+    assert_one_line_error(rc, err, "give an algorithm: jmarl config ALGO", "`jmarl config ippo --env mpe_spread`")
+    assert out == "" and len(err.strip().splitlines()) == 1, err
 
 
 # --------------------------------------------------------------------------------------------------

@@ -318,7 +318,7 @@ def _reproduce(args) -> int:
     from jmarl.tools import reproduce
 
     if args.list:
-        print(reproduce.describe_presets())
+        print(reproduce.describe_presets(args.preset))
         return 0
     if args.overrides:
         raise ConfigError(f"reproduce runs presets as published; KEY=VALUE settings {args.overrides} are not taken")
@@ -337,7 +337,7 @@ def _add_reproduce_parser(sub) -> None:
 
     p = sub.add_parser("reproduce", help="run a preset of published settings; append rows to the results table")
     p.add_argument("preset", nargs="?", help="preset name (see --list)")
-    p.add_argument("--list", action="store_true", help="show the presets, their entries and budgets")
+    p.add_argument("--list", action="store_true", help="show the presets (or PRESET), their entries and budgets")
     p.add_argument("--seeds", type=int, help="seeds per entry, all in one program (default: the preset's)")
     p.add_argument("--steps", type=int, help="env steps per seed for every entry instead of the preset's budget")
     p.add_argument("--scale", type=float, help="multiply every entry's budget by this")
@@ -686,9 +686,11 @@ def _help(argv: list[str]) -> int:
         sub.choices[command].print_help()
     args, extra = parser.parse_known_args(["train", *rest])
     if not args.algo:
-        print(f"\ngive an algorithm to list its keys: `jmarl {command} ippo --env mpe_spread --help`"
-              if command != "config" else "usage: jmarl config ALGO [--env ENV] [KEY=VALUE ...]")
-        return 0 if command != "config" else 2
+        if command == "config":
+            raise ConfigError("give an algorithm: jmarl config ALGO [--env ENV] [KEY=VALUE ...], e.g. "
+                              "`jmarl config ippo --env mpe_spread`")
+        print(f"\ngive an algorithm to list its keys: `jmarl {command} ippo --env mpe_spread --help`")
+        return 0
     if args.env:
         _check_env_keys(args.env, extra)
     print(("\n" if command != "config" else "") + config_listing(args.algo, args.env, _parse_overrides(extra)))

@@ -282,10 +282,11 @@ def get_preset(name: str) -> Preset:
     return REPRODUCTION_PRESETS[name]
 
 
-def describe_presets() -> str:
-    """What ``jmarl reproduce --list`` prints: every preset with its entries, budgets and figures."""
+def describe_presets(name: str | None = None) -> str:
+    """What ``jmarl reproduce [PRESET] --list`` prints: every preset (or the one named) with its entries, budgets
+    and figures."""
     lines = []
-    for p in REPRODUCTION_PRESETS.values():
+    for p in [get_preset(name)] if name else REPRODUCTION_PRESETS.values():
         lines.append(f"{p.name}: {p.description} (default {p.default_seeds} seeds)")
         width = max(len(e.name) for e in p.entries)
         for e in p.entries:
