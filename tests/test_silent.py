@@ -180,6 +180,8 @@ def test_unknown_key_is_one_line_with_where_every_key_is_listed(command, setting
     (["train", "ippo", "--bogus"], "jmarl train: error: unrecognised arguments ['--bogus']"),
     (["frobnicate"], "jmarl: error: argument command: invalid choice: 'frobnicate'"),
     (["compare"], "jmarl compare: error: the following arguments are required: runs"),
+    (["list", "a=b"], "jmarl list: error: unrecognised arguments ['a=b'] ("),  # was ignored silently
+    (["rollout", "runs/x", "lr=1"], "jmarl rollout: error: unrecognised arguments ['lr=1'] ("),  # was ignored
 ])
 def test_argument_errors_are_one_line_not_the_usage_block(argv, fragment, capsys):
     with pytest.raises(SystemExit) as exit_:

@@ -793,10 +793,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _help(argv)
         parser = build_parser()
         args, extra = parser.parse_known_args(argv)
-        unknown = [t for t in extra if t.startswith("-") or "=" not in t]
-        if unknown:
-            parser.exit(2, f"jmarl {args.command}: error: unrecognised arguments {unknown}; settings are given as "
-                           f"KEY=VALUE (`jmarl {args.command} --help` lists the options)\n")
+        settings = args.command in ("train", "sweep", "render", "exploit", "reproduce", "crossplay")
+        unknown = [t for t in extra if t.startswith("-") or "=" not in t or not settings]
+        if unknown:  # (reproduce and crossplay refuse KEY=VALUE themselves, saying why)
+            how = "; settings are given as KEY=VALUE" if settings else ""
+            parser.exit(2, f"jmarl {args.command}: error: unrecognised arguments {unknown}{how} "
+                           f"(`jmarl {args.command} --help` lists the options)\n")
         args.overrides = extra
         # Join a cluster first: importing an environment may already touch a device.
         silent = args.command in ("train", "sweep", "reproduce") and _join_cluster(args)
