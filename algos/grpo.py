@@ -48,7 +48,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jmarl.core.config import ConfigError
+from jmarl.core.config import ConfigError, check_positive
 from jmarl.core.env import Environment, TimeStep
 from jmarl.agents.branching import branch, branch_keys, groups, pick, ungroup
 from jmarl.agents.networks import (PolicyNet, apply_per_agent, clipped_adam, descend, flatten_obs, sequential_under_vmap,
@@ -132,6 +132,7 @@ def validate(config: GRPOConfig, env: Environment) -> None:
                           f"{env.max_steps}); with branch_at='start' the extra steps are simulated and thrown "
                           f"away: use horizon<={env.max_steps}")
     config.check_schedule("grpo")
+    check_positive(config, ("num_epochs", "num_minibatches", "hidden_dim", "num_layers"), "grpo")
     # Feed-forward minibatches split branches x steps; recurrent ones split branches (whole sequences).
     branches = config.num_envs * config.group_size
     split, what = ((branches, f"num_envs x group_size = {branches}") if config.recurrent else

@@ -87,6 +87,10 @@ def test_config_errors_before_compiling():
         make_train(GRPOConfig(**{**PROBE, "num_minibatches": 3}), env)
     with pytest.raises(jmarl.ConfigError, match=r"less than one update's env steps"):
         make_train(GRPOConfig(**{**PROBE, "total_timesteps": 10}), env)
+    for key in ("num_epochs", "num_minibatches", "hidden_dim", "num_layers"):  # were accepted (0: ZeroDivision)
+        for value in (0, -1):
+            with pytest.raises(jmarl.ConfigError, match=rf"grpo: {key}={value} must be at least 1"):
+                make_train(GRPOConfig(**{**PROBE, key: value}), env)
     with pytest.raises(jmarl.ConfigError, match=r"advantage='median' is not one of"):
         resolve("grpo", "probe_matrix", {"advantage": "median"})
     with pytest.raises(jmarl.ConfigError, match="Did you mean"):
