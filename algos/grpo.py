@@ -117,6 +117,12 @@ class GRPOHparams:
     max_grad_norm: float = 0.5
 
 
+# Valid ranges of the traced hyperparameters: jmarl.train.run checks every population member's on the host
+# before anything compiles.
+HPARAM_RANGES = {"lr": "(0, inf)", "gamma": "(0, 1]", "clip_eps": "[0, inf)", "kl_coef": "[0, inf)",
+                 "ent_coef": "[0, inf)", "max_grad_norm": "(0, inf)"}
+
+
 def validate(config: GRPOConfig, env: Environment) -> None:
     """Raise ConfigError, before anything compiles, for a config that cannot work on ``env``."""
     if config.group_size < 2:

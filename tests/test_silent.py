@@ -86,6 +86,9 @@ def test_refused_run_prints_its_error_alone(tmp_path, capsys):
     ("iql", "probe_matrix", "eps_finish=1.5", "valid: eps_finish in [0, 1]"),
     ("maddpg", "probe_continuous", "grad_steps=0", "grad_steps=0 must be at least 1"),
     ("maddpg", "probe_continuous", "critic_lr=0", "valid: critic_lr in (0, inf)"),
+    ("grpo", "probe_matrix", "lr=-1", "valid: lr in (0, inf)"),  # GRPO's were unchecked
+    ("grpo", "probe_matrix", "kl_coef=-0.1", "valid: kl_coef in [0, inf)"),
+    ("grpo", "probe_matrix", "num_minibatches=0", "grpo: num_minibatches=0 must be at least 1"),
 ])
 def test_other_algorithms_sizes_and_hparams(algo, env, setting, fragment, tmp_path, capsys):
     rc, _, err = jmarl_cli(capsys, "train", algo, "--env", env, "--out", tmp_path / "run", "--quiet", setting)
