@@ -13,6 +13,8 @@ dotted module path) that provides:
   (see ``jmarl.train.algorithms.resolve``);
 - ``make_train(config, env) -> Trainer``: pure functions of one run (below). It validates ``config``
   against ``env`` and raises ``ConfigError`` before anything compiles.
+- optionally ``HPARAM_RANGES``: ``{hyperparameter: "(0, inf)"}``, the interval each must lie in; the run checks
+  every population member's on the host before compiling (every hyperparameter must be finite in any case).
 
 The run keeps a ``RunnerState``-like NamedTuple (the algorithm's own type) with at least ``params``
 ({team: that team's parameters}), ``key`` (PRNG key) and ``update`` (i32[] updates done), which is what
