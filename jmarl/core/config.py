@@ -97,9 +97,7 @@ def build(cls: type[C], overrides: Mapping[str, Any] | None = None, what: str | 
     clean = {}
     for key, value in (overrides or {}).items():
         if key not in types:
-            close = difflib.get_close_matches(key, types, n=3)
-            hint = f" Did you mean {close}?" if close else ""
-            raise ConfigError(f"{what}: unknown key {key!r}.{hint} Valid keys: {list(types)}")
+            raise ConfigError(f"{what}: unknown key {key!r}.{suggest(key, types)} Valid keys: {list(types)}")
         clean[key] = _coerce(value, types[key], key, what)
     if base is not None:
         return dataclasses.replace(base, **clean)

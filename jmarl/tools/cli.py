@@ -32,7 +32,7 @@ from typing import Sequence
 
 import numpy as np
 
-from jmarl.core.config import ConfigError, Interval, build, suggest
+from jmarl.core.config import ConfigError, Interval, build
 
 
 def _parse_overrides(tokens: Sequence[str]) -> dict[str, str]:
@@ -352,7 +352,7 @@ def _add_reproduce_parser(sub) -> None:
     p.add_argument("--algo", help="train the entries with this algorithm file or module instead (an edited copy "
                    "of algos/ppo.py); its rows are labelled with the file's name and record its source hash")
     _add_cluster_options(p)
-    p.set_defaults(func=_reproduce)
+    p.set_defaults(func=_reproduce, takes_settings=True)  # to refuse them, saying why
 
 
 def _add_cluster_options(p: argparse.ArgumentParser) -> None:
@@ -512,7 +512,7 @@ def _add_crossplay_parsers(sub) -> None:
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates of the ratings' CIs")
     _add_algorithm_trust(p)
     p.add_argument("--algo", help="the runs' algorithm file (or module), named again to run its code")
-    p.set_defaults(func=_crossplay)
+    p.set_defaults(func=_crossplay, takes_settings=True)  # to refuse them, saying why
     p = sub.add_parser("exploit", help="exploitability proxy: train a best response to a run's frozen team and "
                        "report its gain over the run's own policy; KEY=VALUE set the best response's training")
     p.add_argument("run", help="run directory whose --team policy is frozen")
@@ -524,7 +524,7 @@ def _add_crossplay_parsers(sub) -> None:
     p.add_argument("--algo", help="train the best response with this algorithm (default: the run's, its settings)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_algorithm_trust(p)
-    p.set_defaults(func=_exploit)
+    p.set_defaults(func=_exploit, takes_settings=True)
 
 
 def _add_render_parser(sub) -> None:
@@ -539,7 +539,7 @@ def _add_render_parser(sub) -> None:
     p.add_argument("--fps", type=float, default=8.0, help="frames per second")
     _add_algorithm_trust(p)
     p.add_argument("--algo", help="the run's algorithm file (or module), named again to run its code")
-    p.set_defaults(func=_render)
+    p.set_defaults(func=_render, takes_settings=True)
 
 
 def _add_rollout_parser(sub) -> None:
@@ -702,13 +702,13 @@ def _check_env_keys(env: str, tokens: Sequence[str]) -> None:
     import dataclasses
 
     from jmarl.core.registry import env_config_class
+    from jmarl.train.algorithms import unknown_env_key
 
     keys = [f.name for f in dataclasses.fields(env_config_class(env))]  # the env's and the message channel's
     for token in tokens:
         key = token.split("=", 1)[0].strip()
         if key.startswith("env.") and key[4:] not in keys:
-            raise ConfigError(f"environment {env!r}: unknown key {key[4:]!r}.{suggest(key[4:], keys)} "
-                              f"Valid env.* keys: {keys}")
+            raise unknown_env_key(env, key[4:])
 
 
 def _check_run_arguments(args) -> None:
@@ -769,7 +769,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "sweep":
             p.add_argument("--samples", type=int, default=0, help="random-search draws for log:/uniform: ranges")
         _add_cluster_options(p)
-        p.set_defaults(func=lambda a, sweep=(name == "sweep"): _run(a, sweep), samples=0)
+        p.set_defaults(func=lambda a, sweep=(name == "sweep"): _run(a, sweep), samples=0, takes_settings=True)
     sub.add_parser("list", help="environments and algorithms").set_defaults(func=_list)
     sub.add_parser("config", help="every key of ALGO (--env ENV): type, default, preset value (jmarl config ippo "
                    "--env mpe_spread)", add_help=False)
@@ -793,9 +793,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _help(argv)
         parser = build_parser()
         args, extra = parser.parse_known_args(argv)
-        settings = args.command in ("train", "sweep", "render", "exploit", "reproduce", "crossplay")
+        settings = getattr(args, "takes_settings", False)  # KEY=VALUE tokens: set by the commands that read them
         unknown = [t for t in extra if t.startswith("-") or "=" not in t or not settings]
-        if unknown:  # (reproduce and crossplay refuse KEY=VALUE themselves, saying why)
+        if unknown:
             how = "; settings are given as KEY=VALUE" if settings else ""
             parser.exit(2, f"jmarl {args.command}: error: unrecognised arguments {unknown}{how} "
                            f"(`jmarl {args.command} --help` lists the options)\n")

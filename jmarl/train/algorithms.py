@@ -23,7 +23,6 @@ wants its own settings, then by "continuous" where the environment's actions are
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import importlib
 import importlib.util
@@ -137,9 +136,7 @@ def algorithm_module(spec: str) -> ModuleType:
         return _LOADED[spec]
     if _is_path(spec) or "." in spec:
         return _import(spec)
-    close = difflib.get_close_matches(spec, registered_algorithms(), n=3)
-    hint = f" Did you mean {close}?" if close else ""
-    raise ConfigError(f"unknown algorithm {spec!r}.{hint} Available: {registered_algorithms()}, or the path of an "
+    raise ConfigError(f"unknown algorithm {spec!r}.{suggest(spec, registered_algorithms())} Available: {registered_algorithms()}, or the path of an "
                       f"algorithm file (my_ppo.py) or a dotted module (mypkg.my_ppo)")
 
 
@@ -267,6 +264,12 @@ def unknown_key(module: ModuleType, key: str, algo: str, env: str) -> ConfigErro
                        f"{env_keys}. `jmarl config {algo} --env {env}` shows each with its type and default")
 
 
+def unknown_env_key(env: str, key: str) -> ConfigError:
+    """The error for an ``env.KEY`` that ``env`` (with the message channel's keys) does not take."""
+    keys = [f.name for f in dataclasses.fields(env_config_class(env))]
+    return ConfigError(f"environment {env!r}: unknown key {key!r}.{suggest(key, keys)} Valid env.* keys: {keys}")
+
+
 def split_overrides(module: ModuleType, overrides: Mapping[str, Any], env: str, algo: str):
     """Sort ``key=value`` overrides into static config, hyperparameters and ``env.*`` kwargs."""
     static_keys = {f.name for f in dataclasses.fields(module.Config)}
@@ -276,8 +279,7 @@ def split_overrides(module: ModuleType, overrides: Mapping[str, Any], env: str, 
     for key, value in overrides.items():
         if key.startswith("env."):
             if key[4:] not in env_keys:
-                raise ConfigError(f"environment {env!r}: unknown key {key[4:]!r}.{suggest(key[4:], env_keys)} "
-                                  f"Valid env.* keys: {sorted(env_keys)}")
+                raise unknown_env_key(env, key[4:])
             env_kwargs[key[4:]] = value
         elif key in static_keys:
             static[key] = value
