@@ -11,13 +11,13 @@ then ``jmarl.make("smax", scenario="4m_vs_2z")``. Shape legend: N allies, M enem
 """
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jmarl.core.config import suggest
 from jmarl.envs.smax.units import NUM_UNIT_TYPES, UNIT_TYPES, type_index
 
 
@@ -107,9 +107,7 @@ def symmetric_scenarios() -> list[str]:
 
 def get_scenario(name: str) -> Scenario:
     if name not in SCENARIOS:
-        close = difflib.get_close_matches(name, SCENARIOS, n=3)
-        hint = f" Did you mean {close}?" if close else ""
-        raise ValueError(f"unknown SMAX scenario {name!r}.{hint} Registered: {sorted(SCENARIOS)}")
+        raise ValueError(f"unknown SMAX scenario {name!r}.{suggest(name, SCENARIOS)} Registered: {sorted(SCENARIOS)}")
     return SCENARIOS[name]
 
 

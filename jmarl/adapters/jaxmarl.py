@@ -23,7 +23,6 @@ actions, G = global state size.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import enum
 import inspect
 import math
@@ -68,7 +67,7 @@ from jaxmarl.environments.multi_agent_env import MultiAgentEnv  # noqa: E402
 from jaxmarl.environments.multi_agent_env import State as JaxMARLState  # noqa: E402
 
 from jmarl.adapters.teams import group_agents, prefix_name
-from jmarl.core.config import ConfigError
+from jmarl.core.config import ConfigError, suggest
 from jmarl.core.env import Actions, Environment, Team, TimeStep
 from jmarl.core.spaces import Box, Discrete, Space
 from jmarl.core.wrappers import Persistent
@@ -841,9 +840,7 @@ def jaxmarl_env_class(name: str) -> type:
         return _CLASSES[name]
     names = jaxmarl_env_names()
     if name not in names:
-        close = difflib.get_close_matches(name, names, n=3)
-        hint = f" Did you mean {['jaxmarl:' + c for c in close]}?" if close else ""
-        raise ValueError(f"unknown JaxMARL environment {name!r}.{hint} JaxMARL registers: {names}")
+        raise ValueError(f"unknown JaxMARL environment {name!r}.{suggest(name, names, 'jaxmarl:')} JaxMARL registers: {names}")
     if (package := missing_dependency(name)) is not None:
         how = ("pip install 'jmarl[mabrax]'" if package == "brax" else
                "it is not on PyPI: install it from JaxRobotarium's repository")

@@ -118,10 +118,16 @@ def require_at_least(what: str, config: Any, **least: int) -> None:
             raise ValueError(f"{what}: {name} must be at least {low}, got {value}")
 
 
-def suggest(key: str, valid: Iterable[str]) -> str:
-    """`` Did you mean ['lr']?`` for a mistyped ``key`` (empty when nothing is close)."""
-    close = difflib.get_close_matches(key, list(valid), n=3)
-    return f" Did you mean {close}?" if close else ""
+def close_matches(key: str, valid: Iterable[str]) -> list[str]:
+    """Up to three names of ``valid`` close to a mistyped ``key``, closest first."""
+    return difflib.get_close_matches(key, list(valid), n=3)
+
+
+def suggest(key: str, valid: Iterable[str], prefix: str = "") -> str:
+    """`` Did you mean ['lr']?`` for a mistyped ``key`` (empty when nothing is close); ``prefix`` is put before
+    each match shown (``jaxmarl:``)."""
+    close = close_matches(key, valid)
+    return f" Did you mean {[prefix + c for c in close]}?" if close else ""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import importlib
 from typing import Any, Union
 
-from jmarl.core.config import build, construct
+from jmarl.core.config import build, close_matches, construct, suggest
 from jmarl.core.env import Environment
 from jmarl.core.messages import MessageOptions, apply_message_options, message_option_types
 
@@ -74,7 +73,7 @@ def _namespace_hint(name: str) -> str:
     only: this imports the namespaces' libraries)."""
     for prefix, (_, list_fn) in _NAMESPACES.items():
         try:
-            close = difflib.get_close_matches(name, _resolve(list_fn)(), n=3)
+            close = close_matches(name, _resolve(list_fn)())
         except ImportError:
             continue
         if close:
@@ -90,9 +89,7 @@ def env_class(name: str) -> type:
     if sep and prefix in _NAMESPACES:
         return _resolve(_NAMESPACES[prefix][0])(rest)
     if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, _REGISTRY, n=3)
-        hint = (f" Did you mean {close}?" if close else "") + _namespace_hint(name)
-        raise ValueError(f"unknown environment {name!r}.{hint} Registered: {registered_envs()}; "
+        raise ValueError(f"unknown environment {name!r}.{suggest(name, _REGISTRY)}{_namespace_hint(name)} Registered: {registered_envs()}; "
                          f"JaxMARL's as jaxmarl:NAME")
     entry = _REGISTRY[name]
     if isinstance(entry, str):
