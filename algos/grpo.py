@@ -442,6 +442,7 @@ def make_train(config: GRPOConfig, env: Environment) -> Trainer:
 
 
 def hparams_as_arrays(hp: GRPOHparams) -> GRPOHparams:
+    """``hp`` with every leaf an f32 array (f32[] for one run, f32[P] for a population), as the program traces it."""
     return jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), hp)
 
 

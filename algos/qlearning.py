@@ -239,7 +239,7 @@ def epsilon_at(hp: QLearningHparams, env_steps: jax.Array, total_timesteps: int)
     return hp.eps_finish + (hp.eps_start - hp.eps_finish) * frac
 
 
-def tree_bytes(tree) -> int:
+def tree_bytes(tree: Any) -> int:
     """Bytes held by the arrays (or ShapeDtypeStructs) of a pytree."""
     return int(sum(np.prod(x.shape) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree)))
 

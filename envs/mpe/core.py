@@ -157,7 +157,7 @@ def contact_distance(world: World) -> np.ndarray:
     return np.concatenate([a[:, None] + lm[None, :], drop_diagonal(a[:, None] + a[None, :])], axis=1)
 
 
-def take_columns(x, columns: np.ndarray):
+def take_columns(x: jax.Array | np.ndarray, columns: np.ndarray) -> jax.Array | np.ndarray:
     """x[:, columns] for static, sorted ``columns``, as slices of their contiguous runs (no gather)."""
     if len(columns) == 0:
         return x[:, :0]

@@ -106,6 +106,7 @@ def symmetric_scenarios() -> list[str]:
 
 
 def get_scenario(name: str) -> Scenario:
+    """The registered scenario ``name``; ValueError with close matches and every registered name otherwise."""
     if name not in SCENARIOS:
         raise ValueError(f"unknown SMAX scenario {name!r}.{suggest(name, SCENARIOS)} Registered: {sorted(SCENARIOS)}")
     return SCENARIOS[name]

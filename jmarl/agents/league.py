@@ -287,7 +287,8 @@ def side_outcomes(learner_return: jax.Array, done: jax.Array) -> tuple[jax.Array
     return (done * (learner_return < mean)).sum(0), done.sum(0)
 
 
-def pool_outcomes(layout: SideLayout, side: int, beaten: Sequence[jax.Array], played: Sequence[jax.Array]):
+def pool_outcomes(layout: SideLayout, side: int, beaten: Sequence[jax.Array], played: Sequence[jax.Array]
+                  ) -> tuple[jax.Array, jax.Array]:
     """(beaten f32[G], played f32[G]) of side ``side``'s snapshots, from every side's ``side_outcomes`` (lists
     over sides of f32[E/S]): the envs of the other slices, in env order, summed per group."""
     G, b = layout.num_groups, layout.group_size

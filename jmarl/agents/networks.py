@@ -8,7 +8,7 @@ the alignment JaxMARL #119/#169 and Mava #1006 got wrong. B may be any batch sha
 from __future__ import annotations
 
 import functools
-from typing import Callable, Literal
+from typing import Any, Callable, Literal
 
 import flax.linen as nn
 import jax
@@ -151,7 +151,8 @@ def with_agent_ids(x: jax.Array) -> jax.Array:
     return jnp.concatenate([x, jnp.broadcast_to(jnp.eye(n, dtype=x.dtype), x.shape[:-1] + (n,))], axis=-1)
 
 
-def apply_per_agent(net: nn.Module, params, hidden, inputs, starts, shared: bool):
+def apply_per_agent(net: nn.Module, params: Any, hidden: jax.Array, inputs: jax.Array, starts: jax.Array,
+                    shared: bool) -> tuple[jax.Array, Any]:
     """Apply ``net`` to team data with the agent axis kept: hidden [B, N, H], inputs [T, B, N, D],
     starts [T, B, N]. Shared parameters see agents as batch; independent ones (a leading agent axis N on
     every parameter) are vmapped over the agent axis."""
@@ -206,7 +207,7 @@ class QMixer(nn.Module):
         return jnp.einsum("...e,...e->...", hidden, w2) + v
 
 
-def sequential_under_vmap(fn):
+def sequential_under_vmap(fn: Callable) -> Callable:
     """Wrap a parameter initialiser so that, when vmapped (a population), it runs once per member with
     ``lax.map`` instead of batched; unvmapped it is ``fn`` itself.
 
@@ -256,13 +257,13 @@ class DeterministicActor(nn.Module):
         return hidden, self.low + 0.5 * (jnp.tanh(out) + 1.0) * (self.high - self.low)
 
 
-def clipped_adam(max_grad_norm: jax.Array, eps: float = 1e-5):
+def clipped_adam(max_grad_norm: jax.Array, eps: float = 1e-5) -> optax.GradientTransformation:
     """Adam direction after global-norm clipping (not element-wise), *without* a learning rate: the
     traced (swept, annealed) rate is applied by ``descend``, so one optimiser state serves any rate."""
     return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.scale_by_adam(eps=eps))
 
 
-def chunked_grad(loss_fn: Callable, params, h0, data, num_chunks: int):
+def chunked_grad(loss_fn: Callable, params: Any, h0: Any, data: Any, num_chunks: int) -> tuple[Any, Any]:
     """``jax.grad(loss_fn, has_aux=True)(params, h0, data)`` for a loss that is a mean over the batch axis (axis 1
     of every ``data`` leaf [T, B, ...], axis 0 of every ``h0`` leaf [B, ...]), computed as the mean of the
     gradients (and statistics) of ``num_chunks`` equal slices of that axis, accumulated in a scan. Same math
@@ -298,7 +299,8 @@ def grad_chunks(batch: int, rows_per_item: int, max_rows: int) -> int:
     return c if batch // c * rows_per_item * 4 >= max_rows else 1
 
 
-def descend(tx, lr: jax.Array, params, opt_state, grads):
+def descend(tx: optax.GradientTransformation, lr: jax.Array, params: Any, opt_state: Any, grads: Any
+            ) -> tuple[Any, Any]:
     """One step of ``tx`` (e.g. ``clipped_adam``) scaled by ``lr``: returns (params, opt_state)."""
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, jax.tree.map(lambda u: -lr * u, updates)), opt_state

@@ -82,6 +82,8 @@ def register_opponent(name: str, factory: Callable[[Environment, str], Opponent]
 
 
 def set_run_opponent(factory: Callable[[Environment, str, str], Opponent]) -> None:
+    """Install the factory of saved-run opponents (``factory(env, team, run_dir)``); ``jmarl.train.load`` sets it,
+    so that this module needs no import of the run machinery."""
     global _run_opponent
     _run_opponent = factory
 
@@ -105,6 +107,7 @@ def make_opponent(env: Environment, team: str, spec: str) -> Opponent:
 
 
 def random_opponent(env: Environment, team: str) -> Opponent:
+    """``team`` acting uniformly at random over its available actions (no parameters, no hidden state)."""
     space, n = env.teams[team].action_space, env.teams[team].num_agents
 
     def act(key, env_state, ts: TimeStep, hidden, starts):  # uniform over the available actions: i32[N]
@@ -114,6 +117,7 @@ def random_opponent(env: Environment, team: str) -> Opponent:
 
 
 def heuristic_opponent(env: Environment, team: str) -> Opponent:
+    """``team`` played by the env's scripted policy (``heuristic_actions``); ConfigError for an env without one."""
     # Looked up on the class: a wrapper forwards attributes to its inner env, whose heuristic would be
     # handed the wrapper's state.
     if not callable(getattr(type(env), "heuristic_actions", None)):

@@ -168,6 +168,7 @@ def _first_timestep(env: Environment) -> TimeStep:
 
 
 def higher_is_better(objective: str) -> bool:
+    """False for an objective to minimise (``-length``), True otherwise."""
     return not objective.startswith("-")
 
 

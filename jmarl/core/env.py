@@ -11,7 +11,7 @@ import contextlib
 import functools
 import os
 from dataclasses import dataclass
-from typing import Any, Generic, Mapping, TypeVar
+from typing import Any, Generic, Iterator, Mapping, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -184,7 +184,7 @@ def action_checks_enabled() -> bool:
 
 
 @contextlib.contextmanager
-def action_checks(on: bool = True):
+def action_checks(on: bool = True) -> Iterator[None]:
     """``with action_checks(): jax.jit(rollout)(...)``: programs traced inside check every action's value."""
     previous = set_action_checks(on)
     try:

@@ -131,4 +131,5 @@ def make(name: str, **kwargs: Any) -> Environment:
 
 
 def env_config_fields(name: str) -> list[str]:
+    """The keys of environment ``name``'s Config (what ``env.KEY=VALUE`` may set)."""
     return [f.name for f in dataclasses.fields(env_config_class(name))]

@@ -10,7 +10,7 @@ from flax import struct
 from jmarl.core.env import Environment, TimeStep
 
 
-def tree_select(pred: jax.Array, on_true, on_false):
+def tree_select(pred: jax.Array, on_true: Any, on_false: Any) -> Any:
     """Pick whole pytrees by a scalar bool (a select, so it is cheap under vmap)."""
     return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
 
@@ -62,7 +62,7 @@ class Persistent:
     value: Any
 
 
-def carry_over(stepped, fresh):
+def carry_over(stepped: Any, fresh: Any) -> Any:
     """``fresh`` (a state from ``reset``) with every ``Persistent`` part taken from ``stepped`` (a state of the
     same env, so of the same structure)."""
     persistent = lambda x: isinstance(x, Persistent)  # noqa: E731

@@ -740,6 +740,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``jmarl`` command's parser: one subparser per command; errors are one line (``_Parser``)."""
     parser = _Parser(prog="jmarl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_ in [("train", "train one configuration"), ("sweep", "sweep hyperparameters x seeds in one program")]:

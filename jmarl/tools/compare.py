@@ -120,6 +120,7 @@ def compare(methods: Sequence[Method]) -> dict:
 
 
 def format_table(result: dict, metric: str) -> str:
+    """Markdown tables of a comparison: each method's mean and IQM with CIs, then P(X > Y) for each pair."""
     lines = [f"| method | seeds | mean {metric} [95% CI] | IQM [95% CI] |", "|---|---:|---|---|"]
     for m in result["methods"]:
         lines.append(f"| {m['label']} | {m['runs']} | {m['mean']:.4g} [{m['mean_lo']:.4g}, {m['mean_hi']:.4g}] | "

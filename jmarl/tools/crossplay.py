@@ -396,6 +396,7 @@ def format_matrix(matrix: Mapping, key: str) -> str:
 
 
 def format_ratings(ratings: Mapping) -> str:
+    """Each side's players by rating, highest first, with 95% CIs (Elo points)."""
     lines = [f"ratings ({ratings['rule']}; Elo points, 95% CI):"]
     for side in ("rows", "cols"):
         for p in sorted(ratings[side]["players"], key=lambda p: -p["rating"]):
@@ -495,6 +496,7 @@ def exploit(run: str | Path, team: str, steps: int, out: str | Path, episodes: i
 
 
 def format_exploit(report: Mapping) -> str:
+    """The exploitability report: the best response's return, the run's own, and the gain, with CIs."""
     key = f"return/{report['learner']}"
     b, o, g = report["best_response"][key], report["own"][key], report["gain"]
     return (f"exploitability proxy: {report['learner']} against {report['run']}'s frozen {report['team']} "

@@ -150,6 +150,7 @@ PQN_FIGURE = Published(None, "the PQN paper (Gallici et al.) reports PQN-VDN's S
 
 
 def hard_map_figure(algo: str, scenario: str) -> Published:
+    """Mava's recurrent IPPO / MAPPO win rate on ``scenario`` after 1e7 steps, or a figure saying there is none."""
     if scenario not in _MAVA_WIN:
         return Published(None, f"no published {scenario} figure for recurrent {algo.upper()}")
     return Published(_MAVA_WIN[scenario][0 if algo == "ippo" else 1], _MAVA.format(algo.upper()))
@@ -277,6 +278,7 @@ REPRODUCTION_PRESETS: dict[str, Preset] = {p.name: p for p in (
 
 
 def get_preset(name: str) -> Preset:
+    """The reproduction preset ``name``; ConfigError listing the presets otherwise."""
     if name not in REPRODUCTION_PRESETS:
         raise ConfigError(f"unknown preset {name!r}. Presets: {sorted(REPRODUCTION_PRESETS)} (see `jmarl reproduce --list`)")
     return REPRODUCTION_PRESETS[name]
@@ -338,6 +340,7 @@ def validate(entries: Sequence[Entry], steps: int | None, scale: float | None,
 
 
 def hardware() -> dict:
+    """What a results row records of the machine: its description, JAX's backend and version, the devices."""
     return {"machine": machine(), "backend": jax.default_backend(), "jax": jax.__version__,
             "devices": [d.device_kind for d in jax.devices()]}
 
@@ -475,6 +478,7 @@ def read_rows(path: str | Path) -> list[dict]:
 # The results table
 # ----------------------------------------------------------------------------------------------------
 def format_value(x: float | None, metric: str) -> str:
+    """``84%`` for a win rate, ``-35.8`` otherwise; ``-`` for none (or NaN)."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "-"
     return f"{100 * x:.0f}%" if metric == "win_rate" else f"{x:.1f}"

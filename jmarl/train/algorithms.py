@@ -30,7 +30,7 @@ import sys
 import warnings
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from jmarl.core.config import ConfigError, build, suggest
 from jmarl.core.registry import env_class, env_config_class
@@ -66,6 +66,7 @@ def _is_path(spec: str) -> bool:
 
 
 def source_sha256(module: ModuleType) -> str | None:
+    """The sha256 of ``module``'s source file (what a run and a results row record), None without one."""
     path = getattr(module, "__file__", None)
     return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path and Path(path).is_file() else None
 
@@ -105,7 +106,7 @@ def _import(spec: str) -> ModuleType:
     return module
 
 
-def metric_function(spec: Any):
+def metric_function(spec: Any) -> Callable:
     """A user metric (see ``jmarl.core.wrappers.WithMetrics``): a callable as it is, or ``"file.py:name"`` /
     ``"pkg.module:name"``, imported; ConfigError naming what is wrong otherwise."""
     if callable(spec):
@@ -270,7 +271,8 @@ def unknown_env_key(env: str, key: str) -> ConfigError:
     return ConfigError(f"environment {env!r}: unknown key {key!r}.{suggest(key, keys)} Valid env.* keys: {keys}")
 
 
-def split_overrides(module: ModuleType, overrides: Mapping[str, Any], env: str, algo: str):
+def split_overrides(module: ModuleType, overrides: Mapping[str, Any], env: str, algo: str
+                    ) -> tuple[dict, dict, dict]:
     """Sort ``key=value`` overrides into static config, hyperparameters and ``env.*`` kwargs."""
     static_keys = {f.name for f in dataclasses.fields(module.Config)}
     hparam_keys = {f.name for f in dataclasses.fields(module.Hparams)}

@@ -184,6 +184,7 @@ def is_writer() -> bool:
 
 
 def multi_process() -> bool:
+    """True in a cluster of several processes (``jax.distributed`` initialised with more than one)."""
     return jax.process_count() > 1
 
 
