@@ -57,7 +57,7 @@ PAIRS = [
     Pair("mpe_crypto", "MPE_simple_crypto_v3"),
     # JaxMARL's world_comm defaults to continuous actions; both sides play discrete ones here.
     Pair("mpe_world_comm", "MPE_simple_world_comm_v3", jaxmarl_kwargs={"action_type": "Discrete"}),
-    # SMAX: one line here, e.g. Pair("smax", "HeuristicEnemySMAX", {...}, {...}), once jmarl's SMAX exists.
+    # SMAX samples valid actions from its masks: scripts/bench_smax.py measures it ("SMAX throughput").
 ]
 DEFAULT_ENVS = ["mpe_spread", "mpe_tag"]
 SECTION = "## Environment throughput"
@@ -67,6 +67,29 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 def default_steps(num_envs: int) -> int:
     """Scan length giving ~2^20 env steps per timed call (bounded for tiny and huge batches)."""
     return int(min(8192, max(64, 2 ** 20 // num_envs)))
+
+
+def scan_runner(reset: Callable, step: Callable, random_actions: Callable, num_envs: int, num_steps: int
+                ) -> Callable[[jax.Array], jax.Array]:
+    """The timed program of either side: ``reset(key) -> (_, state)`` vmapped over E envs, then a scan of ``num_steps`` of
+    ``step(keys [E], state, actions) -> (obs, reward, state)`` (dicts of [E, ...] arrays) under
+    ``random_actions(key)``, summing observations and rewards into the checksum it returns."""
+
+    def run(key):
+        key_reset, key = jax.random.split(key)
+        _, state = jax.vmap(reset)(jax.random.split(key_reset, num_envs))
+
+        def body(carry, _):
+            key, state, checksum = carry
+            key, key_act, key_step = jax.random.split(key, 3)
+            obs, reward, state = step(jax.random.split(key_step, num_envs), state, random_actions(key_act))
+            checksum = checksum + sum(jnp.sum(o) for o in obs.values()) + sum(jnp.sum(r) for r in reward.values())
+            return (key, state, checksum), None
+
+        (_, _, checksum), _ = jax.lax.scan(body, (key, state, jnp.zeros(())), None, num_steps)
+        return checksum
+
+    return jax.jit(run)
 
 
 def jmarl_runner(pair: Pair, num_envs: int, num_steps: int) -> Callable[[jax.Array], jax.Array]:
@@ -83,21 +106,11 @@ def jmarl_runner(pair: Pair, num_envs: int, num_steps: int) -> Callable[[jax.Arr
                 out[name] = jax.random.uniform(k, (num_envs, team.num_agents) + space.shape)
         return out
 
-    def run(key):
-        key_reset, key = jax.random.split(key)
-        _, state = jax.vmap(env.reset)(jax.random.split(key_reset, num_envs))
+    def step(keys, state, actions):
+        ts, state = jax.vmap(env.step)(keys, state, actions)
+        return ts.obs, ts.reward, state
 
-        def body(carry, _):
-            key, state, checksum = carry
-            key, key_act, key_step = jax.random.split(key, 3)
-            ts, state = jax.vmap(env.step)(jax.random.split(key_step, num_envs), state, random_actions(key_act))
-            checksum = checksum + sum(jnp.sum(o) for o in ts.obs.values()) + sum(jnp.sum(r) for r in ts.reward.values())
-            return (key, state, checksum), None
-
-        (_, _, checksum), _ = jax.lax.scan(body, (key, state, jnp.zeros(())), None, num_steps)
-        return checksum
-
-    return jax.jit(run)
+    return scan_runner(env.reset, step, random_actions, num_envs, num_steps)
 
 
 def jaxmarl_runner(pair: Pair, num_envs: int, num_steps: int) -> Callable[[jax.Array], jax.Array]:
@@ -116,22 +129,11 @@ def jaxmarl_runner(pair: Pair, num_envs: int, num_steps: int) -> Callable[[jax.A
                 out[a] = jax.random.uniform(k, (num_envs,) + tuple(space.shape), minval=space.low, maxval=space.high)
         return out
 
-    def run(key):
-        key_reset, key = jax.random.split(key)
-        _, state = jax.vmap(env.reset)(jax.random.split(key_reset, num_envs))
+    def step(keys, state, actions):
+        obs, state, reward, _, _ = jax.vmap(env.step)(keys, state, actions)
+        return obs, reward, state
 
-        def body(carry, _):
-            key, state, checksum = carry
-            key, key_act, key_step = jax.random.split(key, 3)
-            actions = random_actions(key_act)
-            obs, state, reward, _, _ = jax.vmap(env.step)(jax.random.split(key_step, num_envs), state, actions)
-            checksum = checksum + sum(jnp.sum(o) for o in obs.values()) + sum(jnp.sum(r) for r in reward.values())
-            return (key, state, checksum), None
-
-        (_, _, checksum), _ = jax.lax.scan(body, (key, state, jnp.zeros(())), None, num_steps)
-        return checksum
-
-    return jax.jit(run)
+    return scan_runner(env.reset, step, random_actions, num_envs, num_steps)
 
 
 def _time(fn, key) -> float:
@@ -156,13 +158,11 @@ def bench(pair: Pair, num_envs: int, num_steps: int, repeats: int) -> dict:
                 ratio=rate["jmarl"] / rate["jaxmarl"])
 
 
-def table(rows: list[dict], placeholder: bool = True) -> str:
+def table(rows: list[dict]) -> str:
     lines = ["| env | num envs | jmarl steps/s | JaxMARL steps/s | jmarl / JaxMARL |",
              "|---|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['env']} | {r['num_envs']} | {r['jmarl']:.3g} | {r['jaxmarl']:.3g} | {r['ratio']:.2f}x |")
-    if placeholder and not any(p.jmarl_name == "smax" for p in PAIRS):
-        lines.append("| smax | | (to come with jmarl's SMAX environment: one line in `PAIRS`) | | |")
     return "\n".join(lines)
 
 
@@ -200,7 +200,7 @@ the ratio, not the absolute numbers.
 - Date: {date}
 - Command: `{command}`
 
-{table(rows, placeholder=False)}
+{table(rows)}
 
 {MORE_NOTES}"""
     return f"""{heading}
@@ -224,7 +224,8 @@ follows mpe2, which draws none. What else makes jmarl's MPE fast on a CPU (measu
 `envs/mpe/core.py`): pairwise geometry computed once per state as separate x and y arrays of
 [agents, other entities] (a trailing size-2 axis made XLA's CPU loops ~2x slower), norms written out
 rather than reduced over that axis, no per-agent dicts or gathers, and a reset that draws all its
-random numbers in one flat threefry call (AutoReset computes a reset every step).
+random numbers in one flat threefry call (AutoReset computes a reset every step). SMAX, whose random actions are drawn from
+the availability masks, is measured by `scripts/bench_smax.py` (next section).
 """
 
 
@@ -258,7 +259,7 @@ def main(argv=None) -> None:
             rows.append(row)
             print(f"{row['env']:>14} {n:>6} envs x {row['num_steps']:>5} steps: jmarl {row['jmarl']:.3g}/s  "
                   f"jaxmarl {row['jaxmarl']:.3g}/s  ratio {row['ratio']:.2f}x", flush=True)
-    print("\n" + table(rows, placeholder=args.section is None))
+    print("\n" + table(rows))
     if args.write:
         heading = SECTION if args.section is None else f"## {args.section}"
         write_section(section(rows, args, load_before), heading)
