@@ -71,8 +71,8 @@ def default_steps(num_envs: int) -> int:
 
 def scan_runner(reset: Callable, step: Callable, random_actions: Callable, num_envs: int, num_steps: int
                 ) -> Callable[[jax.Array], jax.Array]:
-    """The timed program of either side: ``reset(key) -> (_, state)`` vmapped over E envs, then a scan of ``num_steps`` of
-    ``step(keys [E], state, actions) -> (obs, reward, state)`` (dicts of [E, ...] arrays) under
+    """The timed program of either side: ``reset(key) -> (_, state)`` vmapped over E envs, then a scan of
+    ``num_steps`` of ``step(keys [E], state, actions) -> (obs, reward, state)`` (dicts of [E, ...] arrays) under
     ``random_actions(key)``, summing observations and rewards into the checksum it returns."""
 
     def run(key):
@@ -224,8 +224,9 @@ follows mpe2, which draws none. What else makes jmarl's MPE fast on a CPU (measu
 `envs/mpe/core.py`): pairwise geometry computed once per state as separate x and y arrays of
 [agents, other entities] (a trailing size-2 axis made XLA's CPU loops ~2x slower), norms written out
 rather than reduced over that axis, no per-agent dicts or gathers, and a reset that draws all its
-random numbers in one flat threefry call (AutoReset computes a reset every step). SMAX, whose random actions are drawn from
-the availability masks, is measured by `scripts/bench_smax.py` (next section).
+random numbers in one flat threefry call (AutoReset computes a reset every step). SMAX, whose
+random actions are drawn from the availability masks, is measured by `scripts/bench_smax.py` (next
+section).
 """
 
 
