@@ -208,6 +208,7 @@ def test_argument_errors_are_one_line_not_the_usage_block(argv, fragment, capsys
     (["lr=log:1e-4", "--samples", "4"], "lr=log:1e-4: a random range is log:LOW:HIGH"),
     (["lr=1e-3,2e-3", "--samples", "4"], "--samples 4 draws from random ranges, and none was given"),
     (["lr=log:1e-4:1e-2"], "random ranges for ['lr'] need --samples N"),
+    (["lr=log:1e-4:1e-2", "--samples", "0"], "--samples 0: must be at least 1"),  # was "need --samples N"
     (["num_envs=8,-1"], "num_envs=-1"),  # a static sweep checks every combination before compiling
     (["num_envs=log:8:16", "--samples", "2"], "num_envs=log:8:16: a random range needs a traced hyperparameter"),
     (["lr=abc,1e-3"], "lr='abc' is not a valid float"),

@@ -45,7 +45,7 @@ def _parse_overrides(tokens: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def _sweep_axes(module, overrides: dict[str, str], samples: int, seed: int, algo: str, env: str):
+def _sweep_axes(module, overrides: dict[str, str], samples: int | None, seed: int, algo: str, env: str):
     """Split overrides into fixed ones, swept hyperparameters and swept static settings; return (fixed, list of
     hparam dicts, list of static dicts).
 
@@ -67,8 +67,6 @@ def _sweep_axes(module, overrides: dict[str, str], samples: int, seed: int, algo
     hints = typing.get_type_hints(module.Config)
     tuple_keys = {k for k in static_keys if typing.get_origin(hints[k]) in (tuple, list)}
     statics: dict[str, list[str]] = {}
-    if samples < 0:
-        raise ConfigError(f"--samples {samples}: give a number of random draws >= 1 (or leave it out for a grid)")
     fixed, grid, randoms = {}, {}, {}
     for key, value in overrides.items():
         swept = ("," in value and key not in tuple_keys) or value.startswith(("log:", "uniform:"))
@@ -714,7 +712,7 @@ def _check_env_keys(env: str, tokens: Sequence[str]) -> None:
 def _check_run_arguments(args) -> None:
     """Sizes of ``jmarl train``/``sweep`` options, before anything is resolved or compiled."""
     for option, value, least in [("--seeds", args.seeds, 1), ("--checkpoint-every", args.checkpoint_every, 1),
-                                 ("--keep-checkpoints", args.keep_checkpoints, 0), ("--samples", args.samples, 0)]:
+                                 ("--keep-checkpoints", args.keep_checkpoints, 0), ("--samples", args.samples, 1)]:
         if value is not None and value < least:
             raise ConfigError(f"{option} {value}: must be at least {least}")
     if args.env and not args.resume:
@@ -768,9 +766,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="raise on an action outside its space (docs/env_api.md); slower: a check every step")
         p.add_argument("--debug", action="store_true", help="show the traceback of an error")
         if name == "sweep":
-            p.add_argument("--samples", type=int, default=0, help="random-search draws for log:/uniform: ranges")
+            p.add_argument("--samples", type=int, help="random-search draws for log:/uniform: ranges")
         _add_cluster_options(p)
-        p.set_defaults(func=lambda a, sweep=(name == "sweep"): _run(a, sweep), samples=0, takes_settings=True)
+        p.set_defaults(func=lambda a, sweep=(name == "sweep"): _run(a, sweep), samples=None, takes_settings=True)
     sub.add_parser("list", help="environments and algorithms").set_defaults(func=_list)
     sub.add_parser("config", help="every key of ALGO (--env ENV): type, default, preset value (jmarl config ippo "
                    "--env mpe_spread)", add_help=False)
