@@ -21,7 +21,7 @@ def fake_run(path, env="mpe_spread", configs=((0, [1.0, 2.0, 3.0]),), env_kwargs
                             **({"metrics": {"covered": {"values": metric_values}}} if metric_values else {})}
                            for c, r in configs]}
     (path / "results.json").write_text(json.dumps(results))
-    rows = [{"chunk": k, "member": i, "config_id": c, "env_steps": 100 * (k + 1), "eval/return": v - 1 + k}
+    rows = [{"chunk": k, "member": i, "config_id": c, "env_steps": 100 * (k + 1), "eval/return": float("nan") if v is None else v - 1 + k}
             for c, r in configs for i, v in enumerate(r) for k in range(2)]
     (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
@@ -110,3 +110,21 @@ def test_a_metric_that_does_not_apply_is_not_called_damage(tmp_path, capsys):
     assert main(["compare", str(a), "--metric", "return/wolves"]) == 2
     err = capsys.readouterr().err
     assert "has no team 'wolves'" in err and "damaged" not in err, err
+
+
+def test_diverged_seeds_are_left_out_and_said(tmp_path, capsys):
+    """A diverged seed (None in results.json) has no score: it used to turn its method's statistics into nan and
+    P(X > Y) into a confident 0.00."""
+    a = fake_run(tmp_path / "a", configs=((0, [1.0, None, 3.0]), (1, [None, None])))
+    b = fake_run(tmp_path / "b", configs=((0, [2.0, 2.0]),))
+    assert main(["compare", str(a), str(b), "--out", str(tmp_path / "c.png"), "--json", str(tmp_path / "cmp.json")]) == 0
+    out, err = capsys.readouterr()
+    assert "a [config 0]: 1 of 3 seed(s) diverged" in err and "a [config 1]: 2 of 2 seed(s) diverged" in err
+    assert "| a [config 0] | 2 (+1 diverged) | 2 [1, 3] |" in out
+    assert "| a [config 1] | 0 (+2 diverged) | no score: every seed diverged | - |" in out and "nan" not in out
+    result = json.loads((tmp_path / "cmp.json").read_text())
+    first, dead, _ = result["methods"]
+    assert first["scores"] == [1.0, 3.0] and first["mean"] == pytest.approx(2.0) and first["no_score"] == 1
+    assert dead["runs"] == 0 and dead["mean"] is None
+    assert [(p["x"], p["y"]) for p in result["improvement"]] == [("a [config 0]", "b")]  # none with the dead one
+    assert result["improvement"][0]["p"] == pytest.approx(0.5)  # 1 < 2 and 3 > 2: the diverged seed not a loss

@@ -441,6 +441,10 @@ def _compare(args) -> int:
 
     methods = compare.load_methods(args.runs, args.metric, args.allow_mixed)
     result = compare.compare(methods)
+    for m in methods:
+        if m.no_score:
+            print(f"jmarl: warning: {m.label}: {m.no_score} of {m.no_score + len(m.scores)} seed(s) diverged (no "
+                  f"score); left out of its statistics and of P(X > Y)", file=sys.stderr)
     print(compare.format_table(result, args.metric))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))

@@ -5,8 +5,9 @@ per configuration). Its score is the final greedy evaluation per seed (``results
 where the teams share one goal, ``return/TEAM`` for one team), the win rate, or a named episode metric. The
 table gives mean and IQM with 95% stratified-bootstrap CIs over seeds (``jmarl.train.stats``) and, for every
 pair, the probability of improvement P(X > Y): the chance that a seed of X scores above a seed of Y (ties count
-half), with a bootstrap CI. The plot overlays the methods'
-evaluation curves (metrics.jsonl) with CI bands over seeds.
+half), with a bootstrap CI. A seed that diverged has no score: it is left out of its method's statistics and
+counted beside them, and a method whose every seed diverged has no row of statistics and no pairs. The plot
+overlays the methods' evaluation curves (metrics.jsonl) with CI bands over seeds.
 
 Runs may differ in algorithm, static settings or code version (their config.json says how); runs of different
 environments (or env settings) are refused unless ``allow_mixed``, since their scores are not on one scale.
@@ -24,7 +25,7 @@ from jmarl.core.config import ConfigError
 from jmarl.train.files import (METRICS_FILE, RESULTS_FILE, RunDirectoryError, read_config, read_metrics,
                                read_results)
 from jmarl.train.plots import save_curves
-from jmarl.train.stats import aggregate
+from jmarl.train.stats import AGGREGATES, aggregate
 
 METRICS = ("return", "win_rate")  # or return/TEAM, or an episode metric's name (results.json configs[i]["metrics"])
 
@@ -36,8 +37,9 @@ class Method:
     config_id: int
     env: str
     env_kwargs: dict
-    scores: np.ndarray  # f64[seeds]: the final evaluation of each seed
+    scores: np.ndarray  # f64[S]: the final evaluation of each seed that has one (S <= seeds)
     curve_rows: list[dict]  # metrics.jsonl rows of this configuration
+    no_score: int = 0  # seeds without a finite score (diverged: results.json has None for them)
 
 
 def _scores(config: dict, metric: str, where: Path) -> np.ndarray:
@@ -80,8 +82,10 @@ def load_methods(run_dirs: Sequence[str | Path], metric: str = "return", allow_m
             except (TypeError, ValueError, KeyError) as e:  # a results.json whose numbers are not numbers
                 raise RunDirectoryError(f"{run_dir / RESULTS_FILE} is damaged: configuration {c['config_id']}'s "
                                         f"{metric} values are unreadable ({type(e).__name__}: {e})") from None
+            finite = np.isfinite(scores)
             methods.append(Method(label, run_dir, c["config_id"], config["env"], config.get("env_kwargs", {}),
-                                  scores, [r for r in rows if r["config_id"] == c["config_id"]]))
+                                  scores[finite], [r for r in rows if r["config_id"] == c["config_id"]],
+                                  int((~finite).sum())))
     envs = {(m.env, json.dumps(m.env_kwargs, sort_keys=True)) for m in methods}
     if len(envs) > 1 and not allow_mixed:
         raise ConfigError(f"the runs are on different environments or env settings {sorted(envs)}: their scores "
@@ -105,13 +109,18 @@ def poi_ci(x: np.ndarray, y: np.ndarray, reps: int = 2000, seed: int = 0) -> tup
 
 
 def compare(methods: Sequence[Method]) -> dict:
-    """{"methods": [{label, run_dir, config_id, seeds, scores, mean, iqm, ... with CIs}],
-    "improvement": [{x, y, p, p_lo, p_hi}] for every ordered pair}."""
-    table = [{"label": m.label, "run_dir": str(m.run_dir), "config_id": m.config_id, "scores": m.scores.tolist(),
-              **aggregate(m.scores)} for m in methods]
+    """{"methods": [{label, run_dir, config_id, scores, no_score, runs, mean, iqm, ... with CIs (None where no seed
+    has a score)}], "improvement": [{x, y, p, p_lo, p_hi}] for every ordered pair of methods with scores}."""
+    table = []
+    for m in methods:
+        stats = aggregate(m.scores) if len(m.scores) else {"runs": 0, **{f"{a}{s}": None for a in AGGREGATES
+                                                                         for s in ("", "_lo", "_hi")}}
+        table.append({"label": m.label, "run_dir": str(m.run_dir), "config_id": m.config_id,
+                      "scores": m.scores.tolist(), "no_score": m.no_score, **stats})
+    scored = [m for m in methods if len(m.scores)]
     pairs = []
-    for i, a in enumerate(methods):
-        for j, b in enumerate(methods):
+    for i, a in enumerate(scored):
+        for j, b in enumerate(scored):
             if i < j:
                 lo, hi = poi_ci(a.scores, b.scores)
                 pairs.append({"x": a.label, "y": b.label, "p": probability_of_improvement(a.scores, b.scores),
@@ -123,7 +132,11 @@ def format_table(result: dict, metric: str) -> str:
     """Markdown tables of a comparison: each method's mean and IQM with CIs, then P(X > Y) for each pair."""
     lines = [f"| method | seeds | mean {metric} [95% CI] | IQM [95% CI] |", "|---|---:|---|---|"]
     for m in result["methods"]:
-        lines.append(f"| {m['label']} | {m['runs']} | {m['mean']:.4g} [{m['mean_lo']:.4g}, {m['mean_hi']:.4g}] | "
+        seeds = f"{m['runs']} (+{m['no_score']} diverged)" if m["no_score"] else f"{m['runs']}"
+        if not m["runs"]:
+            lines.append(f"| {m['label']} | {seeds} | no score: every seed diverged | - |")
+            continue
+        lines.append(f"| {m['label']} | {seeds} | {m['mean']:.4g} [{m['mean_lo']:.4g}, {m['mean_hi']:.4g}] | "
                      f"{m['iqm']:.4g} [{m['iqm_lo']:.4g}, {m['iqm_hi']:.4g}] |")
     if result["improvement"]:
         lines += ["", "| X | Y | P(X > Y) [95% CI] |", "|---|---|---|"]
