@@ -169,6 +169,17 @@ def test_env_config_errors_say_what_is_valid(env, setting, fragment, tmp_path, c
     assert "Config(" not in err and len(err.strip().splitlines()) == 1, err  # not the whole config dumped
 
 
+def test_a_jaxmarl_setting_its_constructor_fails_on_is_named(tmp_path, capsys):
+    """JaxMARL checks few of its settings: spread with num_agents=0 fails inside its step (a ZeroDivisionError
+    that printed as an unexpected error); the failure is named with the settings that caused it."""
+    rc, _, err = jmarl_cli(capsys, "train", "ippo", "--env", "jaxmarl:MPE_simple_spread_v3", "--out",
+                           tmp_path / "r", "env.num_agents=0")
+    assert_one_line_error(rc, err, "environment 'jaxmarl:MPE_simple_spread_v3': num_agents=0 is not valid",
+                          "JaxMARL's MPE_simple_spread_v3 does not build or step with the settings {'num_agents': 0}",
+                          "ZeroDivisionError")
+    assert "unexpected error" not in err and not (tmp_path / "r").exists()
+
+
 @pytest.mark.parametrize("command, setting", [("train", "lrr=1e-3"), ("sweep", "lrr=1e-3,2e-3")])
 def test_unknown_key_is_one_line_with_where_every_key_is_listed(command, setting, capsys):
     rc, _, err = jmarl_cli(capsys, command, "ippo", "--env", "probe_matrix", setting)

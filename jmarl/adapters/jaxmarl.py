@@ -861,7 +861,14 @@ def jaxmarl_env_class(name: str) -> type:
         self.config = config
         kwargs = {k.name: k.to_jaxmarl(getattr(config, k.name)) for k in keys if k.to_jaxmarl is not None}
         adapter = {k.name: getattr(config, k.name) for k in keys if k.to_jaxmarl is None}
-        FromJaxMARL.__init__(self, jaxmarl.make(name, **kwargs), **adapter)
+        try:  # building and probing one step (FromJaxMARL): JaxMARL checks few settings (num_agents=0 fails here)
+            FromJaxMARL.__init__(self, jaxmarl.make(name, **kwargs), **adapter)
+        except ConfigError:  # the adapter's own checks say what is wrong already
+            raise
+        except Exception as e:
+            given = {k.name: getattr(config, k.name) for k in keys if getattr(config, k.name) != k.default}
+            raise ValueError(f"JaxMARL's {name} does not build or step with the settings {given or '(defaults)'}: "
+                             f"{type(e).__name__}: {e}") from e
         self.name = f"jaxmarl:{name}"
 
     cls = type(f"JaxMARL_{re.sub(r'[^0-9A-Za-z_]', '_', name)}", (FromJaxMARL,),
