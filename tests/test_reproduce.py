@@ -82,6 +82,21 @@ def test_unknown_preset_lists_valid_ones(tmp_path, capsys):
     assert not (tmp_path / "r.jsonl").exists()
 
 
+@pytest.mark.parametrize("option, fragment", [
+    (["--seeds", "0"], "--seeds 0: need at least 1"),
+    (["--steps", "-5"], "--steps -5: need at least 1 env step per seed"),  # was blamed on total_timesteps
+    (["--scale", "0"], "--scale 0.0: must be a positive factor"),
+    (["--scale", "nan"], "--scale nan: must be a positive factor"),
+    (["--steps", "100", "--scale", "2"], "give --steps or --scale, not both"),
+])
+def test_budget_options_are_checked_by_name(option, fragment, tmp_path, capsys):
+    assert main(["reproduce", "smoke", "--results", str(tmp_path / "r.jsonl"), "--out", str(tmp_path / "o"),
+                 *option]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and fragment in err, err
+    assert not (tmp_path / "r.jsonl").exists() and not (tmp_path / "o").exists()
+
+
 def test_every_entry_is_validated_before_training(tmp_path, monkeypatch):
     good = reproduce.REPRODUCTION_PRESETS["smoke"].entries[0]
     bad = reproduce.Entry("ippo", "probe_matrix", 5120, good.published, overrides={"num_env": 4})

@@ -411,6 +411,10 @@ def reproduce(preset_name: str, *, seeds: int | None = None, steps: int | None =
     preset = get_preset(preset_name)
     if seeds is not None and seeds < 1:
         raise ConfigError(f"--seeds {seeds}: need at least 1")
+    if steps is not None and steps < 1:
+        raise ConfigError(f"--steps {steps}: need at least 1 env step per seed")
+    if scale is not None and not scale > 0:  # NaN too
+        raise ConfigError(f"--scale {scale}: must be a positive factor of the preset's budgets")
     if resume and out is None:
         raise ConfigError("--resume continues the run directories under --out: give --out")
     seeds = seeds or preset.default_seeds
