@@ -406,7 +406,7 @@ def make_train(config: MADDPGConfig, env: Environment) -> Trainer:
                    lambda params, team, batch, key, hp: actor_loss(params, team, batch, key, hp)[0])
 
 
-# Names the algorithm registry (jmarl/algorithms.py) looks for.
+# Names the algorithm registry (jmarl/train/algorithms.py) looks for.
 Config, Hparams = MADDPGConfig, MADDPGHparams
 
 # Per-environment defaults, applied before command-line overrides. MPE: continuous actions (the preset turns

@@ -607,7 +607,7 @@ def gae(tr: Transition, gamma: jax.Array, gae_lambda: jax.Array) -> tuple[jax.Ar
     return adv, adv + tr.value
 
 
-def rollout_values(critic: ValueNet, params, critic_in: jax.Array, final_in: jax.Array, done: jax.Array,
+def rollout_values(critic: ValueNet, params: Any, critic_in: jax.Array, final_in: jax.Array, done: jax.Array,
                    shared: bool, chunk_rows: int = CPU_CHUNK_ROWS) -> tuple[jax.Array, jax.Array]:
     """A feed-forward critic's V(observation) and V(final observation) over a whole rollout: ``critic_in`` and
     ``final_in`` f32[T, B, N, D], ``done`` bool[T, B] -> f32[T, B, N] each. Computed after the rollout in slices of
@@ -638,7 +638,7 @@ def rollout_values(critic: ValueNet, params, critic_in: jax.Array, final_in: jax
     return value, next_value
 
 
-def join_envs(trees: list, axis: int):
+def join_envs(trees: list, axis: int) -> Any:
     """Teams' data side by side along the env ``axis`` (one team's as it is): the batch of a shared policy."""
     return trees[0] if len(trees) == 1 else jax.tree.map(lambda *x: jnp.concatenate(x, axis), *trees)
 
@@ -648,10 +648,11 @@ DRAW_STREAM = 1 << 20
 
 
 def hparams_as_arrays(hp: PPOHparams) -> PPOHparams:
+    """``hp`` with every leaf an f32 array (f32[] for one run, f32[P] for a population), as the program traces it."""
     return jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), hp)
 
 
-# Names the algorithm registry (jmarl/algorithms.py) looks for.
+# Names the algorithm registry (jmarl/train/algorithms.py) looks for.
 Config, Hparams = PPOConfig, PPOHparams
 
 # JaxMARL's IPPO optimiser settings (its ippo_rnn_smax.yaml), which jmarl's hard SMAX maps take; the one home
@@ -690,7 +691,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "smax[scenario=5m_vs_6m]": JAXMARL_IPPO_OPTIMISER,
     "ippo/smax[scenario=6h_vs_8z]": JAXMARL_IPPO_OPTIMISER,
     # MAPPO on 10m_vs_11m at the base preset: 26% [20%, 33%] at 1e7 x 2 seeds, flat from the first 1e6 steps, as
-    # 5m_vs_6m was before these settings (Mava's MAPPO about 67%; IPPO 44% at the base preset).
+    # 5m_vs_6m was before these settings; with them 48% [41%, 54%] (Mava's MAPPO about 67%; IPPO 44% at the base
+    # preset).
     "mappo/smax[scenario=10m_vs_11m]": JAXMARL_IPPO_OPTIMISER,
     # Box actions (any env): a Gaussian with a state-independent log-std needs no entropy bonus; with 0.01
     # its std grew from 0.6 to about 1.7 on mpe_spread's unit box (docs/benchmarks.md, continuous actions).

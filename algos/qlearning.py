@@ -557,7 +557,7 @@ def make_train(config: QLearningConfig, env: Environment) -> Trainer:
     return Trainer(config, env, init, run_chunk, train, evaluate, policy, td_targets)
 
 
-# Names the algorithm registry (jmarl/algorithms.py) looks for.
+# Names the algorithm registry (jmarl/train/algorithms.py) looks for.
 Config, Hparams = QLearningConfig, QLearningHparams
 
 # Per-environment defaults, applied before command-line overrides. MPE follows JaxMARL's ql_rnn_mpe (a

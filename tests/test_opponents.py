@@ -1,4 +1,4 @@
-"""Fixed teams (jmarl/opponents.py): MPE scripted heuristics, the fixed-team wrapper as PPO and Q-learning use
+"""Fixed teams (jmarl/agents/opponents.py): MPE scripted heuristics, the fixed-team wrapper as PPO and Q-learning use
 it, checkpoint opponents, and the config errors raised before anything compiles."""
 import json
 import shutil
