@@ -21,7 +21,8 @@ def fake_run(path, env="mpe_spread", configs=((0, [1.0, 2.0, 3.0]),), env_kwargs
                             **({"metrics": {"covered": {"values": metric_values}}} if metric_values else {})}
                            for c, r in configs]}
     (path / "results.json").write_text(json.dumps(results))
-    rows = [{"chunk": k, "member": i, "config_id": c, "env_steps": 100 * (k + 1), "eval/return": float("nan") if v is None else v - 1 + k}
+    rows = [{"chunk": k, "member": i, "config_id": c, "env_steps": 100 * (k + 1),
+             "eval/return": float("nan") if v is None else v - 1 + k}
             for c, r in configs for i, v in enumerate(r) for k in range(2)]
     (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
@@ -117,7 +118,8 @@ def test_diverged_seeds_are_left_out_and_said(tmp_path, capsys):
     P(X > Y) into a confident 0.00."""
     a = fake_run(tmp_path / "a", configs=((0, [1.0, None, 3.0]), (1, [None, None])))
     b = fake_run(tmp_path / "b", configs=((0, [2.0, 2.0]),))
-    assert main(["compare", str(a), str(b), "--out", str(tmp_path / "c.png"), "--json", str(tmp_path / "cmp.json")]) == 0
+    assert main(["compare", str(a), str(b), "--out", str(tmp_path / "c.png"),
+                 "--json", str(tmp_path / "cmp.json")]) == 0
     out, err = capsys.readouterr()
     assert "a [config 0]: 1 of 3 seed(s) diverged" in err and "a [config 1]: 2 of 2 seed(s) diverged" in err
     assert "| a [config 0] | 2 (+1 diverged) | 2 [1, 3] |" in out

@@ -840,7 +840,8 @@ def jaxmarl_env_class(name: str) -> type:
         return _CLASSES[name]
     names = jaxmarl_env_names()
     if name not in names:
-        raise ValueError(f"unknown JaxMARL environment {name!r}.{suggest(name, names, 'jaxmarl:')} JaxMARL registers: {names}")
+        raise ValueError(f"unknown JaxMARL environment {name!r}.{suggest(name, names, 'jaxmarl:')} "
+                         f"JaxMARL registers: {names}")
     if (package := missing_dependency(name)) is not None:
         how = ("pip install 'jmarl[mabrax]'" if package == "brax" else
                "it is not on PyPI: install it from JaxRobotarium's repository")

@@ -89,8 +89,8 @@ def env_class(name: str) -> type:
     if sep and prefix in _NAMESPACES:
         return _resolve(_NAMESPACES[prefix][0])(rest)
     if name not in _REGISTRY:
-        raise ValueError(f"unknown environment {name!r}.{suggest(name, _REGISTRY)}{_namespace_hint(name)} Registered: {registered_envs()}; "
-                         f"JaxMARL's as jaxmarl:NAME")
+        raise ValueError(f"unknown environment {name!r}.{suggest(name, _REGISTRY)}{_namespace_hint(name)} "
+                         f"Registered: {registered_envs()}; JaxMARL's as jaxmarl:NAME")
     entry = _REGISTRY[name]
     if isinstance(entry, str):
         module, cls = entry.split(":")

@@ -137,8 +137,9 @@ def algorithm_module(spec: str) -> ModuleType:
         return _LOADED[spec]
     if _is_path(spec) or "." in spec:
         return _import(spec)
-    raise ConfigError(f"unknown algorithm {spec!r}.{suggest(spec, registered_algorithms())} Available: {registered_algorithms()}, or the path of an "
-                      f"algorithm file (my_ppo.py) or a dotted module (mypkg.my_ppo)")
+    raise ConfigError(f"unknown algorithm {spec!r}.{suggest(spec, registered_algorithms())} Available: "
+                      f"{registered_algorithms()}, or the path of an algorithm file (my_ppo.py) or a dotted module "
+                      f"(mypkg.my_ppo)")
 
 
 def implied_overrides(spec: str) -> dict[str, Any]:
